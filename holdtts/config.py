@@ -1,0 +1,314 @@
+"""System configuration: one YAML file per system (conf/vp.yaml, conf/hold3.yaml, ...).
+
+The schema is a tree of dataclasses. Loading checks every key against it, so a misspelt key is an
+error naming the file and line instead of a silently ignored setting. Any key can be overridden from
+the command line as `section.key=value` (the value is parsed as YAML).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple
+
+import yaml
+
+from holdtts.errors import ConfigError
+
+
+@dataclass
+class FeaturesConfig:
+    """Mel settings (HiFi-GAN's convention, so published vocoders work). Recorded, and checked
+    against the features on disk; changing them means re-extracting features."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 8000.0
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = "data"  # Kaldi-style tables and splits (relative to the recipe directory)
+    dump_dir: str = "dump"  # features written by `holdtts features`
+    train_split: str = "members"  # the split list the model is fitted to
+    valid_split: str = "valid"
+    segment_frames: int = 172  # random decoder crop, 2 s at 22050 Hz / hop 256 (Grad-TTS's out_size)
+    bucket_size: int = 32  # batches are drawn from pools of bucket_size * batch_size length-sorted utts
+
+
+@dataclass
+class EncoderConfig:
+    """Grad-TTS text encoder and duration predictor (published sizes by default)."""
+
+    n_channels: int = 192
+    filter_channels: int = 768
+    n_heads: int = 2
+    n_layers: int = 6
+    kernel_size: int = 3
+    p_dropout: float = 0.1
+    window_size: int = 4
+    prenet: bool = True
+    duration_filter_channels: int = 256
+    duration_kernel_size: int = 3
+
+
+@dataclass
+class DecoderConfig:
+    """U-Net score network. Input channels: the n blocks of the process state plus mu."""
+
+    dim: int = 64
+    dim_mults: Tuple[int, ...] = (1, 2, 4)
+    groups: int = 8
+    pe_scale: float = 1000.0  # sinusoidal time embedding of pe_scale * t / horizon
+    # How the network sees the state: "none" feeds u_t as is; "marginal" divides each block by its
+    # marginal standard deviation at t (keeps every input block at unit scale for any order).
+    input_scaling: str = "none"
+
+
+@dataclass
+class ProcessConfig:
+    kind: str = "vp"  # "vp" (Grad-TTS, order 1) or "hold" (critically damped HOLD++, order >= 2)
+    order: int = 1
+    beta_min: float = 0.05  # vp: beta(t) = beta_min + (beta_max - beta_min) t
+    beta_max: float = 20.0
+    l_inv: float = 1.0  # hold: stationary variance L^-1 of every block
+    beta: float = 0.08  # hold: initial auxiliary variance factor (HSM)
+    horizon: float = 1.0  # T on the process's own clock; t ~ U[t_min, T]
+    t_min: float = 1e-5
+    jitter: float = 1e-6  # added to the covariance diagonal before its Cholesky factor
+
+
+@dataclass
+class LossConfig:
+    diffusion_weight: float = 1.0
+    prior_weight: float = 1.0
+    duration_weight: float = 1.0
+    # Weighting of the diffusion loss over t: "none" (plain eps-matching, Grad-TTS), "score"
+    # (lambda(t) = 1 / C_t[n,n]^2 relative to its mean, i.e. score matching), "truncated" (none, but
+    # t sampled from [t_min, t_max_frac * T]). See docs/hold_training.md.
+    weighting: str = "none"
+    t_sampling: str = "uniform"  # "uniform" or "antithetic" (stratified over the batch)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    batch_size: int = 16
+    max_steps: int = 0  # 0: no step limit (use max_epochs)
+    max_epochs: int = 0  # 0: no epoch limit (use max_steps)
+    lr: float = 1e-4
+    betas: Tuple[float, ...] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # "constant" | "cosine" | "linear" (decay to 0 at the last step)
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast; reduced precision on the GPU only)
+    checkpoint_every: int = 1000  # steps
+    keep_last: int = 3  # checkpoints kept (besides the final one)
+    valid_every: int = 1000  # steps
+    log_every: int = 50  # steps
+    sample_every: int = 5000  # steps between mel images and audio written to TensorBoard
+    num_workers: int = 0
+    attack_every_epochs: int = 0  # run `attack` every N epochs and log its AUROC (0: never)
+    attack: str = "pia"
+
+
+@dataclass
+class SynthesisConfig:
+    sampler: str = "ode_euler"
+    steps: int = 10
+    temperature: float = 1.5  # noise std divided by temperature, as in Grad-TTS
+    length_scale: float = 1.0  # > 1 speaks slower
+
+
+@dataclass
+class SystemConfig:
+    name: str = "system"
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+
+
+# --------------------------------------------------------------------------- loading machinery
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, where: str, path: str | None, line: int | None) -> Any:
+    """Convert a YAML value to the schema type, or raise a ConfigError naming the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where, path, line)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{where}' must be a mapping", path, line)
+        return _build(hint, value, where, path, {})
+    if origin in (tuple, list, Sequence) or hint in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{where}' must be a list, got {value!r}", path, line)
+        elem = args[0] if args else Any
+        items = [_coerce(v, elem, f"{where}[{i}]", path, line) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple or hint is tuple else items
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{where}' must be true or false, got {value!r}", path, line)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"'{where}' must be an integer, got {value!r}", path, line)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{where}' must be a number, got {value!r}", path, line)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{where}' must be a string, got {value!r}", path, line)
+        return value
+    return value
+
+
+def _build(cls, values: dict, prefix: str, path: str | None, lines: dict[str, int]):
+    """Instantiate dataclass `cls` from a nested dict; unknown keys are errors."""
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        line = lines.get(where)
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            section = f"section '{prefix}'" if prefix else "the top level"
+            raise ConfigError(f"unknown config key '{where}' (keys of {section}: {known})", path, line)
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{where}' must be a mapping", path, line)
+            kwargs[key] = _build(hint, value, where, path, lines)
+        else:
+            kwargs[key] = _coerce(value, hint, where, path, line)
+    return cls(**kwargs)
+
+
+def _key_lines(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None) -> dict[str, int]:
+    """Map dotted keys to 1-based line numbers from a composed YAML node tree."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            where = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            if where in out:
+                raise ConfigError(f"duplicate config key '{where}'", None, key_node.start_mark.line + 1)
+            out[where] = key_node.start_mark.line + 1
+            _key_lines(value_node, where, out)
+    return out
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict:
+    """`train.batch_size=32` -> {"train": {"batch_size": 32}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': cannot parse value ({err})") from err
+    tree: dict = {}
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def read_yaml(path: str | os.PathLike) -> tuple[dict, dict[str, int]]:
+    """Read a YAML mapping and the line number of each dotted key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError("config file not found", path) from err
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {getattr(err, 'problem', err)}", path,
+                          None if mark is None else mark.line + 1) from err
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must be a mapping of sections", path, 1)
+    try:
+        lines = _key_lines(node)
+    except ConfigError as err:
+        raise ConfigError(err.message, path, err.line) from err
+    return data, lines
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                schema=SystemConfig):
+    """Load a system config from YAML (or defaults when `path` is None) and apply overrides."""
+    data, lines = ({}, {}) if path is None else read_yaml(path)
+    source = None if path is None else os.fspath(path)
+    cfg = _build(schema, data, "", source, lines)
+    for text in overrides:
+        try:
+            cfg = _build(schema, _merge(config_to_dict(cfg), parse_override(text)), "", None, {})
+        except ConfigError as err:
+            raise ConfigError(f"in command-line override '{text}': {err.message}") from err
+    return cfg
+
+
+def config_to_dict(cfg) -> dict:
+    """A plain dict (tuples as lists) that round-trips through YAML, JSON and checkpoints."""
+
+    def convert(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)
+
+
+def config_from_dict(data: dict, source: str = "<checkpoint>", schema=SystemConfig):
+    return _build(schema, data, "", source, {})
+
+
+def dump_config(cfg) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Data: corpus reading, text frontend, mel features, splits, datasets."""

@@ -1,0 +1,94 @@
+"""Atomic writes and refuse-to-overwrite rules: an interrupted stage leaves nothing that looks complete."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from holdtts.errors import HoldttsError
+
+
+def _tmp_sibling(path: Path, suffix: str = "") -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create a directory (and parents); raise a clear error if it cannot be written to."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HoldttsError(f"{path}: cannot create directory ({err.strerror})") from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HoldttsError(f"{path}: directory is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    `suffix` keeps an extension for writers that insist on one (np.save, soundfile).
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    tmp = _tmp_sibling(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary file beside `path` for writing; it replaces `path` when the block succeeds."""
+    if "b" in mode:
+        encoding = None
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent, sort_keys=False)
+        f.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it into place when the block succeeds."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            raise HoldttsError(f"{path}: already exists; refusing to replace it")
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "output") -> None:
+    """Raise unless `path` is absent or the user asked to overwrite it."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise HoldttsError(f"{path}: {what} already exists; pass --overwrite to replace it")
