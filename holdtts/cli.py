@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("holdtts.commands.download", "Download and verify LJSpeech 1.1 (resumable, checksummed)."),
     "prepare": ("holdtts.commands.prepare", "Corpus -> Kaldi-style tables and the membership splits."),
     "features": ("holdtts.commands.features", "Extract log-mel features and token sequences into dump/."),
+    "train": ("holdtts.commands.train", "Train a system from its YAML config (resumes an existing experiment)."),
+    "synthesize": ("holdtts.commands.synthesize", "Text to wavs and mels with a trained system."),
 }
 
 

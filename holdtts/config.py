@@ -279,12 +279,21 @@ def read_yaml(path: str | os.PathLike) -> tuple[dict, dict[str, int]]:
     return data, lines
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                schema=SystemConfig):
-    """Load a system config from YAML (or defaults when `path` is None) and apply overrides."""
-    data, lines = ({}, {}) if path is None else read_yaml(path)
-    source = None if path is None else os.fspath(path)
-    cfg = _build(schema, data, "", source, lines)
+def load_config(paths: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                overrides: Sequence[str] = (), schema=SystemConfig):
+    """Load a system config from one or more YAML files (later files override earlier ones, e.g.
+    `conf/hold3.yaml` then `conf/tiny.yaml`), or the defaults when `paths` is None, then apply
+    `section.key=value` overrides. Every key is checked against the schema."""
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    merged: dict = {}
+    for path in paths:
+        data, lines = read_yaml(path)
+        _build(schema, data, "", os.fspath(path), lines)  # validate each file against the schema
+        merged = _merge(merged, data)
+    cfg = _build(schema, merged, "", None, {})
     for text in overrides:
         try:
             cfg = _build(schema, _merge(config_to_dict(cfg), parse_override(text)), "", None, {})

@@ -1,0 +1,44 @@
+"""`holdtts train`: train a system from its YAML config (resumes an existing experiment)."""
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+@click.command(name="train")
+@click.option("--config", "configs", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="System config (conf/vp.yaml, conf/hold3.yaml, ...). Repeat to layer files: later ones "
+                   "override earlier ones (e.g. --config conf/hold3.yaml --config conf/tiny.yaml).")
+@click.option("--exp-dir", required=True, type=click.Path(file_okay=False),
+              help="Experiment directory: checkpoints, TensorBoard logs, config.yaml. An existing one is "
+                   "resumed from its latest checkpoint.")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Tables and splits from `holdtts prepare`.")
+@click.option("--dump-dir", default="dump", show_default=True, type=click.Path(file_okay=False),
+              help="Features from `holdtts features`.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.max_steps=20000 (repeatable).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
+def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
+    """Train a Grad-TTS-like system on its training split (the members, or one half for the
+    dual-model teachers), with EMA weights, gradient clipping, mixed precision on the GPU (train.precision)
+    and periodic validation loss.
+
+    Checkpoints (model, EMA, optimizer, scheduler, step, RNG states, config, symbol table, process) are
+    written atomically every train.checkpoint_every steps and on exit (Ctrl-C or SIGTERM save first);
+    running the same command again resumes exactly where it stopped. Watch it with
+    `tensorboard --logdir EXP_DIR/tensorboard`.
+
+    Several GPUs or nodes: `torchrun --nproc_per_node 4 -m holdtts.cli train ...` (DistributedDataParallel;
+    train.batch_size is per process).
+    """
+    from holdtts.config import load_config
+    from holdtts.training.trainer import Trainer
+
+    cfg = load_config(list(configs), overrides)
+    summary = Trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
+    if int(os.environ.get("RANK", 0)) == 0:
+        click.echo(json.dumps(summary, indent=2))

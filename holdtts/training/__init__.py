@@ -1,0 +1,1 @@
+"""Training: the loop (resume, mixed precision, DDP, TensorBoard), checkpoints, EMA."""
