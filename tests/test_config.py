@@ -8,7 +8,8 @@ CONF = __import__("pathlib").Path(__file__).resolve().parents[1] / "egs" / "ljsp
 
 def test_defaults_are_grad_tts_sizes():
     cfg = SystemConfig()
-    assert (cfg.encoder.n_channels, cfg.encoder.n_layers, cfg.encoder.n_heads, cfg.encoder.window_size) == (192, 6, 2, 4)
+    enc = cfg.encoder
+    assert (enc.n_channels, enc.n_layers, enc.n_heads, enc.window_size) == (192, 6, 2, 4)
     assert cfg.encoder.duration_filter_channels == 256
     assert (cfg.decoder.dim, tuple(cfg.decoder.dim_mults)) == (64, (1, 2, 4))
     assert cfg.data.segment_frames == 172

@@ -6,9 +6,9 @@ the batches and crops an uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -82,12 +82,12 @@ class Batch:
     mel_lengths: torch.Tensor  # [B]
     crop_starts: torch.Tensor  # [B] start frame of each utterance's decoder crop
 
-    def to(self, device, non_blocking: bool = False) -> "Batch":
+    def to(self, device, non_blocking: bool = False) -> Batch:
         move = {k: getattr(self, k).to(device, non_blocking=non_blocking)
                 for k in ("tokens", "token_lengths", "mels", "mel_lengths", "crop_starts")}
         return Batch(utt_ids=self.utt_ids, **move)
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         return Batch(self.utt_ids, *(getattr(self, k).pin_memory() for k in
                                      ("tokens", "token_lengths", "mels", "mel_lengths", "crop_starts")))
 

@@ -1,8 +1,8 @@
 """`holdtts.load_model`: a trained system from an experiment directory or a checkpoint file."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

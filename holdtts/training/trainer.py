@@ -68,7 +68,7 @@ class DistInfo:
         return self.rank == 0
 
     @staticmethod
-    def from_env() -> "DistInfo":
+    def from_env() -> DistInfo:
         """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
         return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                         int(os.environ.get("LOCAL_RANK", 0)))
@@ -332,8 +332,8 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.ema.update(self.model, self.state.step)
-        out = {f"loss_{k}": float(v.float().mean()) for k, v in terms.items()}
-        out["loss"] = float(loss)
+        out = {f"loss_{k}": float(v.detach().float().mean()) for k, v in terms.items()}
+        out["loss"] = float(loss.detach())
         out["grad_norm"] = float(grad_norm)
         return out
 

@@ -23,9 +23,8 @@ class GriffinLimVocoder(nn.Module):
         self.cfg = cfg = cfg or FeaturesConfig()
         fb = torch.from_numpy(mel_filterbank(cfg))  # [n_mels, n_freqs]
         self.register_buffer("inverse", torch.linalg.pinv(fb), persistent=False)  # [n_freqs, n_mels]
-        self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length, power=1.0,
-            n_iter=n_iter, momentum=0.99, rand_init=False)
+        self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
+        self.n_iter = n_iter
         self.sample_rate = cfg.sample_rate
 
     @torch.no_grad()
@@ -34,6 +33,11 @@ class GriffinLimVocoder(nn.Module):
         if squeeze:
             mels = mels.unsqueeze(0)
         magnitude = torch.clamp(self.inverse.to(mels.device) @ torch.exp(mels.float()), min=0.0)
-        wav = self.griffin_lim.to(mels.device)(magnitude, length=mels.shape[-1] * self.cfg.hop_length)
+        cfg = self.cfg
+        wav = torchaudio.functional.griffinlim(
+            magnitude, self.window.to(mels.device), cfg.n_fft, cfg.hop_length, cfg.win_length, power=1.0,
+            n_iter=self.n_iter, momentum=0.99, length=(mels.shape[-1] - 1) * cfg.hop_length, rand_init=False)
+        # torchaudio's centred STFT has one frame per hop plus one: pad the last hop to T * hop samples
+        wav = torch.nn.functional.pad(wav, (0, cfg.hop_length))
         wav = wav / wav.abs().amax(-1, keepdim=True).clamp_min(1.0)  # avoid clipping, never amplify
         return wav[0] if squeeze else wav

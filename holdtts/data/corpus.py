@@ -1,0 +1,269 @@
+"""Reading and validating a corpus in LJSpeech's format.
+
+    <corpus>/metadata.csv   id|text|normalized text   (UTF-8, '|' separated, no quoting)
+    <corpus>/wavs/<id>.wav  22050 Hz, mono, 16-bit PCM
+
+Every problem is an InputError naming the file and line: for a wav, the metadata line that lists it.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from holdtts.data.tables import iter_lines
+from holdtts.errors import InputError
+from holdtts.utils.fileio import atomic_path
+
+SAMPLE_RATE = 22050
+METADATA = "metadata.csv"
+WAVS = "wavs"
+# Ids become file names (wavs/<id>.wav) and table keys: no separators, whitespace or leading dot.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    text: str  # metadata column 2, as read
+    normalized: str  # metadata column 3 (numbers, abbreviations expanded)
+    line: int  # 1-based line of metadata.csv
+
+
+@dataclass(frozen=True)
+class BadUtterance:
+    """An utterance left out by --skip-bad; `reason` is one line for the `skipped` table."""
+
+    utt_id: str
+    reason: str
+    error: InputError
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    path: str
+    sample_rate: int
+    channels: int
+    num_samples: int
+
+
+class WavError(InputError):
+    """A wav that cannot be used; `reason` is its short form (e.g. 'missing wav')."""
+
+    def __init__(self, message: str, path=None, line: int | None = None, *, reason: str):
+        super().__init__(message, path, line)
+        self.reason = reason
+
+    def __reduce__(self):  # keep the fields when it crosses a process boundary
+        return _rebuild_wav_error, (self.message, self.path, self.line, self.reason)
+
+
+def _rebuild_wav_error(message, path, line, reason) -> WavError:
+    return WavError(message, path, line, reason=reason)
+
+
+def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None = None) -> list[Utterance]:
+    """Parse LJSpeech's metadata.csv.
+
+    Wrong field counts, empty or unsafe ids, duplicate ids (both lines named) and invalid UTF-8 are
+    always errors. An empty text or normalized text is an error too, unless `skipped` is given: then
+    the utterance is appended there and left out.
+    """
+    path = Path(path)
+    utts: list[Utterance] = []
+    seen: dict[str, int] = {}
+    for number, line in iter_lines(path):
+        fields = line.split("|")
+        if len(fields) != 3:
+            raise InputError(f"expected 3 fields 'id|text|normalized text' separated by '|', "
+                             f"got {len(fields)}", path, number)
+        utt_id, text, normalized = fields[0], fields[1].strip(), fields[2].strip()
+        if not utt_id.strip():
+            raise InputError("empty utterance id", path, number)
+        if not _SAFE_ID.fullmatch(utt_id):
+            raise InputError(f"utterance id {utt_id!r} is not safe as a file name (use letters, digits, "
+                             "'.', '_' and '-', starting with a letter or digit, at most 200)", path, number)
+        if utt_id in seen:
+            raise InputError(f"duplicate utterance id '{utt_id}' (first on line {seen[utt_id]})",
+                             path, number)
+        seen[utt_id] = number
+        problem = "empty text" if not text else "empty normalized text" if not normalized else None
+        if problem:
+            error = InputError(f"utterance '{utt_id}': {problem}", path, number)
+            if skipped is None:
+                raise error
+            skipped.append(BadUtterance(utt_id, problem, error))
+            continue
+        utts.append(Utterance(utt_id, text, normalized, number))
+    if not utts and not skipped:
+        raise InputError("no utterances", path)
+    return utts
+
+
+def _wav_error(problem: str, reason: str, wav: Path, metadata, line) -> WavError:
+    if metadata is None:
+        return WavError(problem, wav, reason=reason)
+    return WavError(f"{wav}: {problem}", metadata, line, reason=reason)
+
+
+def check_wav(path: str | os.PathLike, expected_sr: int = SAMPLE_RATE, *, allow_convert: bool = False,
+              metadata: str | os.PathLike | None = None, line: int | None = None) -> WavInfo:
+    """Check a wav's header (soundfile.info): present, readable, non-empty, mono at `expected_sr`.
+
+    With `allow_convert`, another rate or channel count is accepted (the caller converts it).
+    Raises WavError naming the wav, and `metadata`:`line` when given (the line that lists it).
+    """
+    wav = Path(path)
+    if not wav.is_file():
+        raise _wav_error("wav file not found", "missing wav", wav, metadata, line)
+    try:
+        info = sf.info(os.fspath(wav))
+    except (sf.SoundFileError, RuntimeError) as err:
+        detail = str(err).split(": ", 1)[-1]  # libsndfile's reason without the repeated file name
+        raise _wav_error(f"cannot read wav ({detail})", f"unreadable wav ({detail})",
+                         wav, metadata, line) from err
+    if info.frames <= 0:
+        raise _wav_error("wav has no samples", "empty wav", wav, metadata, line)
+    if not allow_convert:
+        if info.samplerate != expected_sr:
+            raise _wav_error(f"sample rate {info.samplerate} Hz, expected {expected_sr} Hz "
+                             "(pass --resample to convert it)",
+                             f"sample rate {info.samplerate} Hz (expected {expected_sr})",
+                             wav, metadata, line)
+        if info.channels != 1:
+            raise _wav_error(f"{info.channels} channels, expected mono (pass --resample to downmix it)",
+                             f"{info.channels} channels (expected mono)", wav, metadata, line)
+    return WavInfo(os.fspath(wav), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def convert_wav(src: str | os.PathLike, dest: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> int:
+    """Downmix to mono and resample to `target_sr`; write 16-bit PCM atomically.
+
+    Resampling is soxr's HQ mode, librosa's default, called directly: librosa's import takes seconds
+    in every worker process. Returns the number of samples written.
+    """
+    import soxr
+
+    audio, sr = sf.read(os.fspath(src), dtype="float64", always_2d=True)
+    mono = audio.mean(axis=1)
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ")
+    # Resampling can overshoot full scale; clip instead of letting the int16 cast wrap around.
+    pcm = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
+    with atomic_path(dest, suffix=".wav") as tmp:
+        sf.write(os.fspath(tmp), pcm, target_sr, subtype="PCM_16", format="WAV")
+    return int(pcm.shape[0])
+
+
+def check_corpus_dir(corpus_dir: str | os.PathLike) -> Path:
+    """Check a corpus directory has LJSpeech's layout; return the absolute path of its metadata.csv."""
+    corpus = Path(os.path.abspath(corpus_dir))
+    if not corpus.is_dir():
+        raise InputError("corpus directory not found", corpus)
+    layout = f"not a corpus in LJSpeech's format ({METADATA} and {WAVS}/)"
+    if not (corpus / METADATA).is_file():
+        raise InputError(f"no {METADATA}: {layout}", corpus)
+    if not (corpus / WAVS).is_dir():
+        raise InputError(f"no {WAVS}/ directory: {layout}", corpus)
+    return corpus / METADATA
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """A usable utterance: its texts, the wav to read (absolute) and its length at the target rate."""
+
+    utt_id: str
+    text: str
+    normalized: str
+    wav_path: str
+    num_samples: int
+    converted: bool  # True when wav_path is a converted copy written under convert_dir
+
+
+@dataclass
+class CorpusScan:
+    entries: list[CorpusEntry]
+    skipped: list[BadUtterance]
+    metadata_path: Path
+
+    @property
+    def num_converted(self) -> int:
+        return sum(entry.converted for entry in self.entries)
+
+
+def _scan_one(job: tuple) -> CorpusEntry | WavError:
+    """Check (and with a convert_dir, convert) one utterance's wav; runs in a worker process."""
+    utt, wav, expected_sr, convert_dir, metadata = job
+    try:
+        info = check_wav(wav, expected_sr, allow_convert=convert_dir is not None, metadata=metadata,
+                         line=utt.line)
+        if info.sample_rate == expected_sr and info.channels == 1:
+            return CorpusEntry(utt.utt_id, utt.text, utt.normalized, info.path, info.num_samples, False)
+        dest = os.path.join(convert_dir, f"{utt.utt_id}.wav")
+        try:
+            num_samples = convert_wav(wav, dest, expected_sr)
+        except (sf.SoundFileError, RuntimeError) as err:
+            raise _wav_error(f"cannot convert wav ({err})", "unreadable wav (conversion failed)",
+                             Path(wav), metadata, utt.line) from err
+        return CorpusEntry(utt.utt_id, utt.text, utt.normalized, dest, num_samples, True)
+    except WavError as err:
+        return err
+
+
+def _results(jobs: list[tuple], nj: int) -> Iterable[CorpusEntry | WavError]:
+    """Yield `_scan_one` results in job order, from a process pool when nj > 1."""
+    if nj <= 1 or len(jobs) < 2:
+        yield from map(_scan_one, jobs)
+        return
+    # spawn: the parent may hold threads (torch, tqdm), which fork does not copy safely.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=nj, mp_context=context) as pool:
+        try:
+            chunksize = max(1, min(64, len(jobs) // (4 * nj)))
+            yield from pool.map(_scan_one, jobs, chunksize=chunksize)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scan_corpus(corpus_dir: str | os.PathLike, *, expected_sr: int = SAMPLE_RATE, skip_bad: bool = False,
+                convert_dir: str | os.PathLike | None = None, nj: int = 1,
+                progress: bool = False) -> CorpusScan:
+    """Read metadata.csv and check every wav, in metadata order.
+
+    Without `skip_bad` the first bad utterance raises; with it, bad ones are collected in `skipped`.
+    With `convert_dir`, wavs at another rate or with several channels are converted into
+    `convert_dir/<id>.wav` (the entry then points there); without it they are errors.
+    """
+    from tqdm import tqdm
+
+    metadata = check_corpus_dir(corpus_dir)
+    corpus = metadata.parent
+    skipped: list[BadUtterance] = []
+    utts = read_metadata(metadata, skipped=skipped if skip_bad else None)
+    target = None if convert_dir is None else os.path.abspath(convert_dir)
+    jobs = [(utt, os.fspath(corpus / WAVS / f"{utt.utt_id}.wav"), expected_sr, target, os.fspath(metadata))
+            for utt in utts]
+    entries: list[CorpusEntry] = []
+    bar = tqdm(total=len(jobs), desc="checking wavs", unit="wav", disable=None if progress else True,
+               leave=False)
+    # closing(): an early raise must shut the worker pool down now, not when the generator is collected.
+    with bar, contextlib.closing(_results(jobs, nj)) as results:
+        for (utt, *_), result in zip(jobs, results):
+            bar.update()
+            if isinstance(result, WavError):
+                if not skip_bad:
+                    raise result
+                skipped.append(BadUtterance(utt.utt_id, result.reason, result))
+            else:
+                entries.append(result)
+    if not entries:
+        raise InputError(f"no usable utterances ({len(skipped)} skipped)", metadata)
+    return CorpusScan(entries, skipped, metadata)

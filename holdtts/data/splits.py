@@ -1,0 +1,304 @@
+"""Membership splits (PIA's protocol) and the data directory that holds them.
+
+    <data_dir>/all/{wav.scp,text,text.raw,utt2num_samples}   every usable utterance
+    <data_dir>/<split>/{same tables}   split in members nonmembers half1 half2 valid test
+    <data_dir>/splits.json             provenance: seed, sizes, corpus, checksums, arguments
+
+The sorted ids are permuted with numpy's default_rng(seed). `valid` takes the first ids and is held out
+from everything (validation loss only); of the rest, `members` (the training set) then `nonmembers`
+(never seen by any stage); whatever remains is unused. `half1`/`half2` split the members for the
+dual-model defenses; `test` is the first non-members, the sentences audio quality is measured on.
+The splits are written once: a re-run with other settings or another corpus is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from holdtts.data.corpus import SAMPLE_RATE, check_corpus_dir, read_metadata, scan_corpus
+from holdtts.data.tables import read_table, write_table
+from holdtts.errors import HoldttsError, InputError
+from holdtts.utils.fileio import ensure_dir, write_json_atomic
+
+SPLITS = ("members", "nonmembers", "half1", "half2", "valid", "test")
+TABLES = ("wav.scp", "text", "text.raw", "utt2num_samples")
+SPLITS_JSON = "splits.json"
+CONVERTED_WAVS = "wavs_22050"
+PROTOCOL = ("sorted ids permuted by numpy.random.default_rng(seed); in permuted order: valid, members, "
+            "nonmembers, unused; half1/half2 = members halved in permuted order; test = first nonmembers")
+_SIZE_ARGS = {"num_valid": "valid", "num_members": "members", "num_nonmembers": "nonmembers",
+              "num_test": "test"}
+
+
+class SplitError(HoldttsError, ValueError):
+    """Split sizes that do not fit the corpus."""
+
+
+def split_sizes(num_utts: int, num_members: int | None = None, num_nonmembers: int | None = None,
+                num_valid: int | None = None, num_test: int | None = None) -> dict[str, int]:
+    """Resolve the defaults and check the sizes fit `num_utts` utterances.
+
+    Defaults: valid min(100, max(2, round(N / 100))); members floor((N - valid) / 2); nonmembers =
+    members; test min(100, nonmembers). half1 gets the extra member when their number is odd.
+    """
+    valid = min(100, max(2, round(0.01 * num_utts))) if num_valid is None else num_valid
+    rest = num_utts - valid
+    members = max(rest, 0) // 2 if num_members is None else num_members
+    nonmembers = members if num_nonmembers is None else num_nonmembers
+    test = min(100, nonmembers) if num_test is None else num_test
+    if valid < 1:
+        raise SplitError(f"the valid split needs at least 1 utterance, got {valid}")
+    if members < 2:
+        raise SplitError(f"members need at least 2 utterances (one per half), got {members} "
+                         f"(corpus of {num_utts})")
+    if nonmembers < 1:
+        raise SplitError(f"non-members need at least 1 utterance, got {nonmembers}")
+    if not 1 <= test <= nonmembers:
+        raise SplitError(f"the test split takes 1 to {nonmembers} non-members, got {test}")
+    if valid + members + nonmembers > num_utts:
+        raise SplitError(f"valid ({valid}) + members ({members}) + non-members ({nonmembers}) = "
+                         f"{valid + members + nonmembers} exceeds the {num_utts} utterances")
+    half1 = (members + 1) // 2
+    return {"all": num_utts, "valid": valid, "members": members, "nonmembers": nonmembers,
+            "unused": rest - members - nonmembers, "half1": half1, "half2": members - half1, "test": test}
+
+
+def make_splits(utt_ids: Iterable[str], seed: int, num_members: int | None = None,
+                num_nonmembers: int | None = None, num_valid: int | None = None,
+                num_test: int | None = None) -> dict[str, list[str]]:
+    """Draw the splits; returns sorted id lists for 'all', 'unused' and every name in SPLITS."""
+    ids = sorted(utt_ids)
+    if len(set(ids)) != len(ids):
+        raise SplitError("utterance ids are not unique")
+    sizes = split_sizes(len(ids), num_members, num_nonmembers, num_valid, num_test)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    permuted = [ids[i] for i in order]
+    bounds = np.cumsum([0, sizes["valid"], sizes["members"], sizes["nonmembers"]])
+    valid, members, nonmembers = (permuted[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+    splits = {
+        "all": ids,
+        "valid": valid,
+        "members": members,
+        "nonmembers": nonmembers,
+        "unused": permuted[bounds[-1]:],
+        "half1": members[:sizes["half1"]],
+        "half2": members[sizes["half1"]:],
+        "test": nonmembers[:sizes["test"]],
+    }
+    return {name: sorted(lst) for name, lst in splits.items()}
+
+
+def split_problems(splits: dict[str, list[str]]) -> list[str]:
+    """What breaks the protocol's invariants (empty when the splits are consistent)."""
+    sets = {name: set(splits[name]) for name in splits}
+    problems = [f"'{name}' has duplicate ids" for name in splits if len(sets[name]) != len(splits[name])]
+    held = ("valid", "members", "nonmembers", "unused")
+    for i, a in enumerate(held):
+        for b in held[i + 1:]:
+            if sets[a] & sets[b]:
+                problems.append(f"'{a}' and '{b}' share {len(sets[a] & sets[b])} ids")
+    if set().union(*(sets[name] for name in held)) != sets["all"]:
+        problems.append("valid, members, nonmembers and unused do not cover exactly all utterances")
+    if sets["half1"] & sets["half2"] or sets["half1"] | sets["half2"] != sets["members"]:
+        problems.append("'half1' and 'half2' do not partition 'members'")
+    if not sets["test"] <= sets["nonmembers"]:
+        problems.append("'test' is not a subset of 'nonmembers'")
+    return problems
+
+
+def write_splits(data_dir: str | os.PathLike, splits: dict[str, list[str]], meta: dict) -> None:
+    """Write `<data_dir>/<split>/` tables (subsets of `<data_dir>/all/`) and splits.json (meta + sizes)."""
+    data_dir = Path(data_dir)
+    problems = split_problems(splits)
+    if problems:
+        raise SplitError("inconsistent splits: " + "; ".join(problems))
+    tables = {name: read_table(data_dir / "all" / name) for name in TABLES}
+    differing = set(splits["all"]) ^ set(tables["wav.scp"])
+    if differing:
+        raise SplitError(f"{len(differing)} ids differ between the splits and {data_dir / 'all' / 'wav.scp'}")
+    for split in SPLITS:
+        for name, table in tables.items():
+            write_table(data_dir / split / name, {utt: table[utt] for utt in splits[split]})
+    sizes = {name: len(splits[name]) for name in ("all", *SPLITS, "unused")}
+    write_json_atomic(data_dir / SPLITS_JSON, {**meta, "sizes": sizes})
+
+
+def load_splits_meta(data_dir: str | os.PathLike) -> dict:
+    """The provenance recorded in `<data_dir>/splits.json`."""
+    path = Path(data_dir) / SPLITS_JSON
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise InputError("not found: run `holdtts prepare` to make the data directory", path) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read ({err})", path) from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", path, err.lineno) from err
+    if not isinstance(meta, dict) or not isinstance(meta.get("sizes"), dict):
+        raise InputError("not a holdtts splits file (no 'sizes')", path)
+    return meta
+
+
+def load_splits(data_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """Sorted ids of 'all', 'unused' and every split, checked against splits.json and the protocol."""
+    data_dir = Path(data_dir)
+    meta = load_splits_meta(data_dir)
+    splits = {name: sorted(read_table(data_dir / name / "wav.scp")) for name in ("all", *SPLITS)}
+    held = set().union(*(splits[name] for name in ("valid", "members", "nonmembers")))
+    splits["unused"] = sorted(set(splits["all"]) - held)
+    path = data_dir / SPLITS_JSON
+    for name, lst in splits.items():
+        if meta["sizes"].get(name) != len(lst):
+            raise InputError(f"'{name}' has {len(lst)} utterances on disk but {meta['sizes'].get(name)} "
+                             "recorded: the data directory was changed after `holdtts prepare`", path)
+    problems = split_problems(splits)
+    if problems:
+        raise InputError("inconsistent splits on disk: " + "; ".join(problems), path)
+    return splits
+
+
+@dataclass
+class PrepareResult:
+    data_dir: Path
+    status: str  # "created", "replaced" or "unchanged" (same corpus and settings: nothing done)
+    meta: dict  # splits.json
+
+    @property
+    def num_skipped(self) -> int:
+        return self.meta["num_skipped"]
+
+    @property
+    def num_converted(self) -> int:
+        return self.meta["num_converted"]
+
+
+def _differences(recorded: dict, wanted: dict) -> list[str]:
+    """Human-readable differences between recorded provenance and a new request."""
+    diffs = []
+    if recorded.get("corpus_dir") != wanted["corpus_dir"]:
+        diffs.append(f"corpus directory {recorded.get('corpus_dir')} then, {wanted['corpus_dir']} now")
+    if recorded.get("metadata_sha256") != wanted["metadata_sha256"]:
+        diffs.append(f"metadata.csv changed (sha256 {recorded.get('metadata_sha256')} then, "
+                     f"{wanted['metadata_sha256']} now)")
+    then, now = recorded.get("arguments", {}), wanted["arguments"]
+    for key in ("seed", "skip_bad", "resample"):
+        if then.get(key) != now[key]:
+            diffs.append(f"{key} {then.get(key)} then, {now[key]} now")
+    # Sizes are compared once resolved, so spelling out a default is not a change.
+    sizes = recorded["sizes"]
+    try:
+        resolved = split_sizes(sizes.get("all", 0), **{k: now[k] for k in _SIZE_ARGS})
+    except SplitError:
+        resolved = None
+    for arg, name in _SIZE_ARGS.items():
+        changed = then.get(arg) != now[arg] if resolved is None else resolved[name] != sizes.get(name)
+        if changed:
+            requested = "default" if now[arg] is None else now[arg]
+            diffs.append(f"{name} {sizes.get(name)} then, {requested} requested now")
+    return diffs
+
+
+def _install(tmp: Path, data_dir: Path, replace: bool) -> None:
+    """Rename the finished `tmp` onto `data_dir` (absent or empty), or swap it for the old one."""
+    if not replace:
+        os.replace(tmp, data_dir)  # rename(2) also replaces an empty directory
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.", suffix=".old", dir=data_dir.parent))
+    os.replace(data_dir, old)
+    try:
+        os.replace(tmp, data_dir)
+    except BaseException:
+        os.replace(old, data_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike, *, seed: int = 1234,
+                     num_members: int | None = None, num_nonmembers: int | None = None,
+                     num_valid: int | None = None, num_test: int | None = None, skip_bad: bool = False,
+                     resample: bool = False, overwrite: bool = False, nj: int = 1,
+                     progress: bool = False) -> PrepareResult:
+    """Validate an LJSpeech-format corpus and write the tables and splits (see the module docstring).
+
+    Everything is built in a temporary sibling of `data_dir` and renamed into place. An existing data
+    directory made from the same corpus with the same settings is left as it is ("unchanged"); other
+    settings or a changed corpus raise, unless `overwrite` (which invalidates models trained on it).
+    """
+    from holdtts import __version__
+
+    metadata = check_corpus_dir(corpus_dir)
+    data = Path(os.path.abspath(data_dir))
+    arguments = {"seed": seed, "num_members": num_members, "num_nonmembers": num_nonmembers,
+                 "num_valid": num_valid, "num_test": num_test, "skip_bad": skip_bad, "resample": resample}
+    wanted = {"corpus_dir": os.fspath(metadata.parent),
+              "metadata_sha256": hashlib.sha256(metadata.read_bytes()).hexdigest(), "arguments": arguments}
+    replace = False
+    if data.exists() and not data.is_dir():
+        raise HoldttsError(f"{data}: exists and is not a directory")
+    if (data / SPLITS_JSON).exists():
+        recorded = load_splits_meta(data)
+        diffs = _differences(recorded, wanted)
+        if not diffs and not overwrite:
+            load_splits(data)  # a data directory edited since is an error, not "up to date"
+            return PrepareResult(data, "unchanged", recorded)
+        if diffs and not overwrite:
+            raise InputError("splits were prepared with other settings or another corpus: "
+                             + "; ".join(diffs) + ". Re-run with the recorded settings, or pass --overwrite "
+                             "to replace the splits (this invalidates every model trained on the old ones)",
+                             data / SPLITS_JSON)
+        replace = True
+    elif data.is_dir() and any(data.iterdir()):
+        raise HoldttsError(f"{data}: not empty and has no {SPLITS_JSON} (not made by `holdtts prepare`); "
+                           "choose another data directory or remove it")
+    # Sizes that cannot fit even if no utterance is skipped fail now, before the wav scan.
+    num_listed = len(read_metadata(metadata, skipped=[]))
+    if num_listed:
+        split_sizes(num_listed, num_members, num_nonmembers, num_valid, num_test)
+
+    ensure_dir(data.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{data.name}.", suffix=".tmp", dir=data.parent))
+    except OSError as err:
+        raise HoldttsError(f"{data.parent}: cannot create a directory there ({err.strerror})") from err
+    try:
+        scan = scan_corpus(metadata.parent, expected_sr=SAMPLE_RATE, skip_bad=skip_bad,
+                           convert_dir=tmp / CONVERTED_WAVS if resample else None, nj=nj, progress=progress)
+        entries = scan.entries
+        # Converted wavs are written inside tmp but listed at the path they have once it is renamed.
+        wav_scp = {e.utt_id: os.fspath(data / CONVERTED_WAVS / f"{e.utt_id}.wav") if e.converted
+                   else e.wav_path for e in entries}
+        write_table(tmp / "all" / "wav.scp", wav_scp)
+        write_table(tmp / "all" / "text", {e.utt_id: e.normalized for e in entries})
+        write_table(tmp / "all" / "text.raw", {e.utt_id: e.text for e in entries})
+        write_table(tmp / "all" / "utt2num_samples", {e.utt_id: e.num_samples for e in entries})
+        if skip_bad:
+            write_table(tmp / "all" / "skipped", {bad.utt_id: bad.reason for bad in scan.skipped})
+        ids = sorted(wav_scp)
+        splits = make_splits(ids, seed, num_members, num_nonmembers, num_valid, num_test)
+        meta = {
+            **wanted,
+            "ids_sha256": hashlib.sha256("".join(f"{utt}\n" for utt in ids).encode()).hexdigest(),
+            "seed": seed,
+            "protocol": PROTOCOL,
+            "sample_rate": SAMPLE_RATE,
+            "num_utterances": len(ids),
+            "num_skipped": len(scan.skipped),
+            "num_converted": scan.num_converted,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "holdtts_version": __version__,
+        }
+        write_splits(tmp, splits, meta)
+        _install(tmp, data, replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PrepareResult(data, "replaced" if replace else "created", load_splits_meta(data))

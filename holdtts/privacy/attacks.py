@@ -1,0 +1,338 @@
+"""Membership-inference attacks, written once against the process interface (any order).
+
+Every attack is a function
+
+    attack(model, inputs: AttackInputs, t: float | None, noise: NoiseSource, **params) -> scores [B]
+
+registered by name with `@register_attack`. A higher score means "more likely a member" (the papers'
+statistics, where lower means member, are negated). `t` is a fraction of the process's horizon, so one
+grid serves every order (order 1: t on Grad-TTS's [0, 1] clock as published; order n: t * T on its own
+clock); attacks that do not diffuse (duration, prior) take t = None.
+
+Inputs follow the published evaluation on Grad-TTS: mu from the text encoder aligned to the real mel by
+monotonic alignment search, the mel cropped to the training segment (2 s) at a seeded start, a fixed
+seed for every draw. Randomness comes from `noise`, which draws each utterance's noise from its own
+seeded stream, so a score depends on (seed, utterance, attack, t) and not on how utterances are batched.
+
+A user's attack plugs in the same way (see the README):
+
+    from holdtts.privacy import register_attack
+
+    @register_attack("my_attack", t_grid=(0.1, 0.3))
+    def my_attack(model, inputs, t, noise):
+        ...
+        return scores
+
+and runs with `holdtts attack --plugin my_module --attack my_attack` (or an entry point in the group
+`holdtts.attacks`).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from holdtts.diffusion import diffusion_loss
+from holdtts.diffusion.samplers import ode_step, probability_flow_drift
+from holdtts.errors import ConfigError
+from holdtts.models.tts import Alignment, Segment
+
+# --------------------------------------------------------------------------- inputs and noise
+
+
+@dataclass
+class AttackInputs:
+    """One batch of utterances prepared the published way; membership labels are not in here."""
+
+    utt_ids: list[str]
+    tokens: Tensor
+    token_lengths: Tensor
+    mels: Tensor  # [B, n_feats, T] full utterances
+    mel_lengths: Tensor
+    alignment: Alignment  # encoder outputs aligned to the real mels
+    segment: Segment  # the 2-second crops: x0, mu, mask [B, n_feats | 1, segment_frames]
+
+    @property
+    def q0(self) -> Tensor:
+        """The centred clean data the decoder diffuses, (x0 - mu) on real frames."""
+        return (self.segment.x0 - self.segment.mu) * self.segment.mask
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+
+class NoiseSource:
+    """Per-utterance Gaussian noise: utterance u's draw for `tag` depends only on (seed, u, tag)."""
+
+    def __init__(self, seed: int, utt_ids: Sequence[str], context: str, device: torch.device):
+        self.seed, self.utt_ids, self.context, self.device = seed, list(utt_ids), context, device
+
+    def randn(self, shape: Sequence[int], tag: str = "") -> Tensor:
+        """[B, *shape] standard normal noise."""
+        draws = []
+        for utt in self.utt_ids:
+            key = zlib.crc32(f"{self.seed}|{utt}|{self.context}|{tag}".encode())
+            generator = torch.Generator().manual_seed(key)
+            draws.append(torch.randn(tuple(shape), generator=generator))
+        return torch.stack(draws).to(self.device)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass
+class Attack:
+    name: str
+    fn: Callable[..., Tensor]
+    t_grid: tuple[float, ...] | None  # default sweep (fractions of the horizon); None: no t
+    published_t: float | None = None  # the setting the literature used on Grad-TTS
+    min_order: int = 1  # Monte-Carlo variants only make sense with auxiliary variables
+    params: dict = field(default_factory=dict)
+    description: str = ""
+
+    def __call__(self, model, inputs: AttackInputs, t: float | None, noise: NoiseSource, **params) -> Tensor:
+        return self.fn(model, inputs, t, noise, **{**self.params, **params})
+
+    def applies_to(self, model) -> bool:
+        return model.process.order >= self.min_order
+
+    def grid(self) -> tuple[float | None, ...]:
+        if self.t_grid is None:
+            return (None,)
+        points = set(self.t_grid)
+        if self.published_t is not None:
+            points.add(self.published_t)
+        return tuple(sorted(points))
+
+
+ATTACKS: dict[str, Attack] = {}
+_plugins_loaded = False
+
+
+def register_attack(name: str, *, t_grid: Sequence[float] | None = None, published_t: float | None = None,
+                    min_order: int = 1, description: str = "", **params):
+    """Decorator registering `fn(model, inputs, t, noise, **params) -> scores [B]` (higher: member)."""
+
+    def decorate(fn):
+        if name in ATTACKS:
+            raise ValueError(f"attack {name!r} is already registered")
+        ATTACKS[name] = Attack(name, fn, None if t_grid is None else tuple(t_grid), published_t, min_order,
+                               dict(params), description or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return decorate
+
+
+def load_plugins() -> None:
+    """Import attacks that other packages declare under the entry-point group `holdtts.attacks`."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="holdtts.attacks"):
+        entry.load()
+
+
+def get_attack(name: str) -> Attack:
+    load_plugins()
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r} (known: {', '.join(sorted(ATTACKS))})")
+    return ATTACKS[name]
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def process_times(model, t: float, batch: int, device) -> Tensor:
+    """A horizon fraction as a [B] tensor on the process's own clock."""
+    return torch.full((batch,), float(t) * model.process.horizon, device=device)
+
+
+def masked_lp(x: Tensor, mask: Tensor, p: float) -> Tensor:
+    """Per-utterance lp norm over real frames, normalised by their count: (mean |x|^p)^(1/p), [B].
+
+    The normalisation keeps utterances shorter than the crop comparable with full ones.
+    """
+    mask = mask.to(x.dtype).expand_as(x)
+    dims = tuple(range(1, x.dim()))
+    return ((x.abs().pow(p) * mask).sum(dims) / mask.sum(dims)).pow(1.0 / p)
+
+
+def masked_mean_square(x: Tensor, mask: Tensor) -> Tensor:
+    mask = mask.to(x.dtype).expand_as(x)
+    dims = tuple(range(1, x.dim()))
+    return (x.square() * mask).sum(dims) / mask.sum(dims)
+
+
+def _state_mask(inputs: AttackInputs) -> Tensor:
+    return inputs.segment.mask.unsqueeze(1)  # [B, 1, 1, T]: broadcasts over blocks and features
+
+
+def _state(model, inputs: AttackInputs, t: Tensor, eps: Tensor) -> Tensor:
+    u, _ = model.process.sample(inputs.q0, t, eps=eps)
+    return u * _state_mask(inputs)
+
+
+def _eps_fn(model, inputs: AttackInputs):
+    return model.eps_fn(inputs.segment.mu, inputs.segment.mask)
+
+
+def _aux_noise(model, inputs: AttackInputs, noise: NoiseSource, tag: str) -> Tensor:
+    """Noise for the first n - 1 blocks (the auxiliary state), zero last block: [B, n, F, T]."""
+    n = model.process.order
+    shape = inputs.q0.shape[1:]
+    eps = noise.randn((n, *shape), tag)
+    eps[:, -1] = 0
+    return eps
+
+
+def _zero_noise(model, inputs: AttackInputs) -> Tensor:
+    q0 = inputs.q0
+    return q0.new_zeros((q0.shape[0], model.process.order, *q0.shape[1:]))
+
+
+# --------------------------------------------------------------------------- attacks on the decoder
+
+
+@register_attack("loss", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5, 0.8), published_t=0.8, draws=1)
+def loss_attack(model, inputs, t, noise, draws=1):
+    """Training loss at t, averaged over `draws` noise draws (Grad-TTS setting: t = 0.8)."""
+    tt = process_times(model, t, len(inputs), inputs.q0.device)
+    n = model.process.order
+    total = 0.0
+    for k in range(draws):
+        eps = noise.randn((n, *inputs.q0.shape[1:]), f"loss{k}")
+        total = total + diffusion_loss(model.process, _eps_fn(model, inputs), inputs.q0, inputs.segment.mask,
+                                       t=tt, eps=eps, weighting="none")
+    return -total / draws
+
+
+def _secmi_error(model, inputs, t, start_eps, step):
+    """SecMI's t-error from a start state: deterministic probability-flow inversion up to t, then one step
+    up and one step back down; || u_t - down(up(u_t)) ||^2 over real frames."""
+    process, eps_fn = model.process, _eps_fn(model, inputs)
+    B, device = len(inputs), inputs.q0.device
+    n_steps = max(1, round(t / step))
+    h = t / n_steps
+    u = _state(model, inputs, process_times(model, h, B, device), start_eps)
+    mask = _state_mask(inputs)
+    for i in range(1, n_steps):
+        u = ode_step(process, eps_fn, u, process_times(model, i * h, B, device),
+                     process_times(model, (i + 1) * h, B, device)) * mask
+    now, up = process_times(model, t, B, device), process_times(model, t + step, B, device)
+    u_up = ode_step(process, eps_fn, u, now, up) * mask
+    u_back = ode_step(process, eps_fn, u_up, up, now) * mask
+    return masked_mean_square(u - u_back, mask)
+
+
+@register_attack("secmi", t_grid=(0.1, 0.2, 0.3, 0.6), published_t=0.6, step=0.02)
+def secmi(model, inputs, t, noise, step=0.02):
+    """SecMI (Duan et al. 2023): t-error of the deterministic inversion from the clean state (t_sec 0.6
+    on Grad-TTS); `step` is the inversion step as a horizon fraction."""
+    return -_secmi_error(model, inputs, t, _zero_noise(model, inputs), step)
+
+
+def _pia_statistic(model, inputs, t, eps_init_state, t_init, p, normalize):
+    """PIA's proximal initialisation: the last block's noise estimated at t_init from a start state, used
+    as the noise of the point at t (other noise components as given); the lp norm of the last block of
+    the probability-flow drift there."""
+    process, eps_fn = model.process, _eps_fn(model, inputs)
+    B, device = len(inputs), inputs.q0.device
+    mask = inputs.segment.mask
+    start = _state(model, inputs, process_times(model, t_init, B, device), eps_init_state)
+    eps_last = eps_fn(start, process_times(model, t_init, B, device))
+    if normalize:  # PIAN: rescale to the mean |.| of a standard normal, over real frames only
+        scale = masked_lp(eps_last, mask, 1.0)
+        eps_last = eps_last * (math.sqrt(2 / math.pi) / scale.clamp_min(1e-12)).view(-1, 1, 1)
+    eps = eps_init_state.clone()
+    eps[:, -1] = eps_last
+    tt = process_times(model, t, B, device)
+    u_t = _state(model, inputs, tt, eps)
+    drift = probability_flow_drift(process, eps_fn, u_t, tt)[:, -1]
+    return masked_lp(drift, mask, p)
+
+
+@register_attack("pia", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.01, p=4.0)
+def pia(model, inputs, t, noise, t_init=0.01, p=4.0):
+    """PIA (Kong et al. 2024), the order-n adaptation of the HOLD MIA paper: eps_n from the clean state
+    at t_init, other noise components zero, l4 norm of the probability-flow drift (t = 0.3 on Grad-TTS)."""
+    return -_pia_statistic(model, inputs, t, _zero_noise(model, inputs), t_init, p, normalize=False)
+
+
+@register_attack("pian", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.01, p=4.0)
+def pian(model, inputs, t, noise, t_init=0.01, p=4.0):
+    """PIAN: PIA with the estimated noise rescaled to a standard normal's mean absolute value."""
+    return -_pia_statistic(model, inputs, t, _zero_noise(model, inputs), t_init, p, normalize=True)
+
+
+@register_attack("sima", t_grid=(0.01, 0.05, 0.1, 0.2, 0.3), p=4.0)
+def sima(model, inputs, t, noise, p=4.0):
+    """SimA (Rao et al. 2025): one query, the l4 norm of the predicted noise at the clean state."""
+    B, device = len(inputs), inputs.q0.device
+    u = model.process.initial_state(inputs.q0) * _state_mask(inputs)
+    eps = _eps_fn(model, inputs)(u, process_times(model, t, B, device))
+    return -masked_lp(eps, inputs.segment.mask, p)
+
+
+# --------------------------------------------------------------------------- adaptive (order n >= 2)
+
+
+@register_attack("pia_mc", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, min_order=2, t_init=0.01,
+                 p=4.0, draws=8)
+def pia_mc(model, inputs, t, noise, t_init=0.01, p=4.0, draws=8):
+    """Adaptive PIA for order n: averages the statistic over draws of the auxiliary state's noise
+    instead of zeroing it (an attacker who knows the process)."""
+    total = 0.0
+    for k in range(draws):
+        total = total + _pia_statistic(model, inputs, t, _aux_noise(model, inputs, noise, f"pia{k}"), t_init, p,
+                                       normalize=False)
+    return -total / draws
+
+
+@register_attack("sima_mc", t_grid=(0.01, 0.05, 0.1, 0.2, 0.3), min_order=2, p=4.0, draws=8)
+def sima_mc(model, inputs, t, noise, p=4.0, draws=8):
+    """Adaptive SimA for order n: the predicted-noise norm at states whose auxiliary blocks are drawn from
+    their marginal at t (the data block noise-free), averaged over draws."""
+    B, device = len(inputs), inputs.q0.device
+    tt = process_times(model, t, B, device)
+    total = 0.0
+    for k in range(draws):
+        u = _state(model, inputs, tt, _aux_noise(model, inputs, noise, f"sima{k}"))
+        total = total + masked_lp(_eps_fn(model, inputs)(u, tt), inputs.segment.mask, p)
+    return -total / draws
+
+
+@register_attack("secmi_mc", t_grid=(0.1, 0.2, 0.3, 0.6), published_t=0.6, min_order=2, step=0.02, draws=4)
+def secmi_mc(model, inputs, t, noise, step=0.02, draws=4):
+    """Adaptive SecMI for order n: the inversion starts from auxiliary states drawn from their marginal,
+    and the t-error is averaged over draws."""
+    total = 0.0
+    for k in range(draws):
+        total = total + _secmi_error(model, inputs, t, _aux_noise(model, inputs, noise, f"secmi{k}"), step)
+    return -total / draws
+
+
+# --------------------------------------------------------------------------- the parts no diffusion defense protects
+
+
+@register_attack("duration")
+def duration_leakage(model, inputs, t, noise):
+    """Duration-predictor loss of the utterance (DurMI-style): the text side leaks too."""
+    return -model.duration_loss(inputs.alignment)
+
+
+@register_attack("prior")
+def prior_leakage(model, inputs, t, noise):
+    """Prior loss of the whole utterance under N(mu, I): the text encoder's fit to the member's mel."""
+    a = inputs.alignment
+    whole = Segment(inputs.mels * a.y_mask, a.mu_y * a.y_mask, a.y_mask)
+    return -model.prior_loss(whole)
+
+
+DEFAULT_ATTACKS = ("loss", "secmi", "pia", "pian", "sima", "pia_mc", "sima_mc", "secmi_mc", "duration", "prior")

@@ -1,0 +1,187 @@
+"""Evaluate synthesized audio against the real recordings of the same sentences.
+
+`evaluate_pairs` reads each (generated, reference) pair once and returns per-utterance rows and a
+set-level summary; `write_rows_tsv` and `write_summary_json` save them atomically. Metrics (any subset):
+
+- fd_speaker: Frechet distance between Resemblyzer embeddings of the two sets (n = utterances), plus the
+  per-utterance cosine similarity of the generated and real embeddings (spk_cosine).
+- fd_logmel: Frechet distance between the log-mel frame distributions (n = frames).
+- dnsmos: DNSMOS SIG/BAK/OVRL/P808 per utterance, for the generated and the real clips.
+- wer: pocketsphinx hypotheses and word errors, for the generated and the real clips, against the text.
+- mcd: mel-cepstral distortion with DTW, generated against real.
+
+Metrics that score a clip on its own (DNSMOS, WER) are also reported for the real recordings, so a
+model's numbers can be read beside what the real audio reaches with the same tools.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from holdtts.errors import HoldttsError, InputError
+from holdtts.quality import asr, dnsmos, frechet, mcd
+from holdtts.quality.audio import MODEL_SAMPLE_RATE, Clip, log_mel
+from holdtts.utils.fileio import atomic_open, refuse_overwrite, write_json_atomic
+
+METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")
+
+
+def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    metrics = tuple(dict.fromkeys(metrics))
+    unknown = [name for name in metrics if name not in METRICS]
+    if unknown:
+        raise HoldttsError(f"unknown quality metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    if not metrics:
+        raise HoldttsError("no quality metric selected")
+    return metrics
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _frechet_summary(result) -> dict:
+    return {"value": result.value, "n_generated": result.n_a, "n_reference": result.n_b, "unit": result.unit,
+            "dim": result.dim, "eps": result.eps}
+
+
+def _on_clip(utt: str, clip: Clip, compute):
+    """compute(clip), with a clip the metric cannot score reported as bad input naming the file."""
+    try:
+        return compute(clip)
+    except ValueError as err:
+        raise InputError(f"utterance {utt}: {err}", clip.path) from err
+
+
+def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]], texts: Mapping[str, str],
+                   device: str = "cpu", metrics: Sequence[str] = METRICS) -> tuple[list[dict], dict]:
+    """Score generated audio against the real recordings of the same sentences.
+
+    pairs: utt_id -> (generated wav path, reference wav path); any sampling rate, mono or not.
+    texts: utt_id -> the input text (needed for "wer" only).
+    device: where Resemblyzer, DNSMOS (when onnxruntime has CUDA) and the mels run.
+    Returns (rows, summary): one dict per utterance, sorted by utt_id, and the set-level values.
+    """
+    metrics = _check_metrics(metrics)
+    if not pairs:
+        raise HoldttsError("no utterances to evaluate")
+    ids = sorted(pairs)
+    if len(ids) < 2 and ("fd_speaker" in metrics or "fd_logmel" in metrics):
+        raise HoldttsError("Frechet distances need at least 2 utterances per set; drop fd_speaker and "
+                           "fd_logmel to score a single utterance")
+    if "wer" in metrics:
+        missing = [utt for utt in ids if utt not in texts]
+        if missing:
+            raise InputError(f"no text for {len(missing)} utterance(s) to score WER, e.g. {missing[0]}")
+
+    rows: list[dict] = []
+    speaker = {"generated": [], "reference": []}
+    logmel = {"generated": None, "reference": None}
+    word_errors = {"generated": [], "reference": []}
+    for utt in ids:
+        generated_path, reference_path = pairs[utt]
+        clips = {"generated": Clip(generated_path), "reference": Clip(reference_path)}
+        row: dict = {"utt_id": utt, "generated": str(generated_path), "reference": str(reference_path),
+                     "generated_seconds": clips["generated"].seconds,
+                     "reference_seconds": clips["reference"].seconds}
+
+        if "fd_speaker" in metrics:
+            for side, clip in clips.items():
+                speaker[side].append(_on_clip(utt, clip, lambda c: frechet.speaker_embedding(
+                    c.at(MODEL_SAMPLE_RATE), device=device)))
+            row["spk_cosine"] = float(speaker["generated"][-1] @ speaker["reference"][-1])
+
+        if "fd_logmel" in metrics or "mcd" in metrics:
+            mels = {side: _on_clip(utt, clip, lambda c: log_mel(c.wav, c.sample_rate, device))
+                    for side, clip in clips.items()}
+            if "fd_logmel" in metrics:
+                for side, mel in mels.items():
+                    logmel[side] = logmel[side] or frechet.GaussianStats(mel.shape[0])
+                    logmel[side].update(mel.T)
+            if "mcd" in metrics:
+                result = mcd.mcd_dtw(mels["generated"], mels["reference"])
+                row["mcd"] = result.mcd
+                row["mcd_path_frames"] = result.path_length
+
+        if "dnsmos" in metrics:
+            for side, prefix in (("generated", "dnsmos"), ("reference", "ref_dnsmos")):
+                scores = dnsmos.dnsmos_scores(clips[side].at(MODEL_SAMPLE_RATE), device=device)
+                row.update({f"{prefix}_{key}": value for key, value in scores.items()})
+
+        if "wer" in metrics:
+            for side, prefix in (("generated", "wer"), ("reference", "ref_wer")):
+                hypothesis = asr.recognize(clips[side].at(MODEL_SAMPLE_RATE))
+                try:
+                    scored = asr.word_errors(texts[utt], hypothesis)
+                except ValueError as err:
+                    raise InputError(f"utterance {utt}: {err}") from err
+                word_errors[side].append(scored)
+                if side == "generated":
+                    row["text"] = scored.reference
+                    row["wer_ref_words"] = scored.reference_words
+                row[f"{prefix}_hyp"] = scored.hypothesis
+                row[f"{prefix}_errors"] = scored.errors
+                row[f"{prefix}_sub"] = scored.substitutions
+                row[f"{prefix}_del"] = scored.deletions
+                row[f"{prefix}_ins"] = scored.insertions
+        rows.append(row)
+
+    summary: dict = {"n_utterances": len(ids), "metrics": list(metrics), "device": device}
+    if "fd_speaker" in metrics:
+        result = frechet.frechet_speaker(speaker["generated"], speaker["reference"])
+        summary["fd_speaker"] = {**_frechet_summary(result),
+                                 "mean_spk_cosine": _mean([r["spk_cosine"] for r in rows])}
+    if "fd_logmel" in metrics:
+        summary["fd_logmel"] = _frechet_summary(frechet.frechet_distance_between(
+            logmel["generated"], logmel["reference"], unit="frames"))
+    if "dnsmos" in metrics:
+        summary["dnsmos"] = {
+            side: {key: _mean([r[f"{prefix}_{key}"] for r in rows]) for key in dnsmos.DNSMOS_KEYS}
+            for side, prefix in (("generated", "dnsmos"), ("reference", "ref_dnsmos"))}
+    if "wer" in metrics:
+        summary["wer"] = {"generated": asr.corpus_wer(word_errors["generated"]),
+                          "reference": asr.corpus_wer(word_errors["reference"])}
+    if "mcd" in metrics:
+        values = [r["mcd"] for r in rows]
+        summary["mcd"] = {"mean": _mean(values), "std": float(np.std(values)), "n": len(values),
+                          "coefficients": mcd.MCD_COEFFICIENTS, "alignment": "dtw"}
+    return rows, summary
+
+
+def _tsv_field(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return "nan" if math.isnan(value) else repr(float(value))
+    return " ".join(str(value).split())  # tabs and newlines would break the table
+
+
+def write_rows_tsv(path: str | os.PathLike, rows: Sequence[Mapping], overwrite: bool = False) -> None:
+    """Per-utterance rows as a TSV table with a header (columns in first-seen order), written atomically."""
+    refuse_overwrite(path, overwrite, "quality table")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_open(path, "w") as f:
+        f.write("\t".join(columns) + "\n")
+        for row in rows:
+            f.write("\t".join(_tsv_field(row.get(column)) for column in columns) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN
+    return value
+
+
+def write_summary_json(path: str | os.PathLike, summary: Mapping, overwrite: bool = False) -> None:
+    """The set-level summary as JSON, written atomically."""
+    refuse_overwrite(path, overwrite, "quality summary")
+    write_json_atomic(path, _jsonable(summary))

@@ -1,0 +1,73 @@
+"""Quality of a trained system: synthesize the test sentences, vocode the real recordings' mels the same
+way, and score the pairs (holdtts.quality.evaluate)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from holdtts.data.dataset import FeatureStore, load_split
+from holdtts.data.tables import read_table
+from holdtts.quality.evaluate import METRICS, evaluate_pairs, write_rows_tsv, write_summary_json
+from holdtts.synthesis import synthesize_texts, write_outputs
+from holdtts.utils.fileio import atomic_path, ensure_dir, refuse_overwrite
+
+
+@torch.no_grad()
+def vocode_reference(store: FeatureStore, utts: list[str], vocoder, out_dir: Path, sample_rate: int,
+                     batch_size: int = 8) -> dict[str, Path]:
+    """Copy-synthesis of the real recordings: their mels through the vocoder the system uses, so both
+    sides of every comparison went through the same vocoder."""
+    ensure_dir(out_dir)
+    device = next(iter(vocoder.buffers()), torch.zeros(0)).device
+    paths = {}
+    for start in range(0, len(utts), batch_size):
+        chunk = utts[start:start + batch_size]
+        mels = [store.mel(u) for u in chunk]
+        frames = torch.tensor([m.shape[1] for m in mels])
+        batch = torch.zeros(len(mels), mels[0].shape[0], int(frames.max()))
+        for i, m in enumerate(mels):
+            batch[i, :, : m.shape[1]] = torch.from_numpy(m)
+        batch = batch.to(device)
+        audio = vocoder(batch, frames) if getattr(vocoder, "supports_lengths", False) else vocoder(batch)
+        hop = len(audio[0]) // batch.shape[-1]
+        for i, utt in enumerate(chunk):
+            wav = audio[i, : int(frames[i]) * hop].float().cpu().numpy()
+            path = out_dir / f"{utt}.wav"
+            with atomic_path(path, suffix=".wav") as tmp:
+                sf.write(tmp, np.clip(wav, -1, 1), sample_rate, subtype="PCM_16")
+            paths[utt] = path
+    return paths
+
+
+def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, out_dir: str | Path,
+                    split: str = "test", max_utts: int | None = None, metrics=METRICS, steps: int | None = None,
+                    sampler: str | None = None, temperature: float | None = None, seed: int = 1234,
+                    batch_size: int = 16, device: str = "cpu", overwrite: bool = False) -> dict:
+    """Write <out_dir>/generated/*.wav, reference/*.wav, quality.tsv and quality.json; return the summary."""
+    out_dir = Path(out_dir)
+    refuse_overwrite(out_dir / "quality.json", overwrite, "quality results")
+    utts = load_split(data_dir, split)
+    if max_utts is not None:
+        utts = utts[:max_utts]
+    texts = read_table(Path(data_dir) / split / "text")
+    store = FeatureStore(dump_dir)
+    store.check_utts(utts, Path(data_dir) / split)
+    sample_rate = model.config.features.sample_rate
+    result = synthesize_texts(model, [texts[u] for u in utts], utts, vocoder, steps=steps, sampler=sampler,
+                              temperature=temperature, batch_size=batch_size, seed=seed)
+    syn = model.config.synthesis
+    meta = {"model": str(model.checkpoint), "step": model.step, "sampler": sampler or syn.sampler,
+            "steps": steps or syn.steps, "temperature": syn.temperature if temperature is None else temperature,
+            "seed": seed, "vocoder": getattr(vocoder, "name", str(vocoder))}
+    write_outputs(result, [texts[u] for u in utts], out_dir / "generated", sample_rate, overwrite=True, meta=meta)
+    references = vocode_reference(store, utts, vocoder, out_dir / "reference", sample_rate)
+    pairs = {u: (out_dir / "generated" / f"{u}.wav", references[u]) for u in utts}
+    rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics)
+    summary.update({"split": split, "decoder_rtf": result.rtf, "reference": "real mels through the same vocoder",
+                    **{k: v for k, v in meta.items() if k != "model"}, "model": meta["model"]})
+    write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
+    write_summary_json(out_dir / "quality.json", summary, overwrite=True)
+    return summary

@@ -1,0 +1,695 @@
+"""Training a HiFi-GAN on the member audio: random segments, the paper's GAN recipe, resumable.
+
+Recipe (the paper and the official train.py): random 8192-sample segments of peak-normalised clips
+(each clip scaled to a peak of 0.95; a shorter clip is zero-padded), log-mels computed on the fly, a
+discriminator step (MPD + MSD, least squares) then a generator step (least squares + 2 x feature matching
++ 45 x mel L1), AdamW lr 2e-4, betas (0.8, 0.99), weight decay 0.01 (AdamW's default, which the official
+code keeps), learning rate times 0.999 after every epoch, no gradient clipping. V1 trained for 2.5M steps
+at batch 16; note that an epoch over the members alone is half an LJSpeech epoch, so the same number of
+steps decays the rate further.
+
+Differences from the official code, none of which changes what is learned: epochs are reshuffled (the
+official loader reuses one shuffled order), crops are a pure function of (seed, epoch, batch), so a
+resumed run sees exactly the batches an uninterrupted one would, and the discriminators score real and
+generated audio in one batched call (the spectral-norm power iteration then runs once per call, not twice).
+
+Experiment directory (as `holdtts train`):
+    config.yaml          the resolved config (checked on resume)
+    checkpoints/         step-N.pt (generator, discriminators, optimizers, schedulers, RNG), newest kept
+    tensorboard/         losses, learning rate, validation mel error, audio and mels of validation clips
+    train_log.jsonl      the logged scalars, one JSON object per log step
+    train_summary.json   written when training reaches its step/epoch limit
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import holdtts
+from holdtts.config import FeaturesConfig, config_to_dict, dump_config
+from holdtts.data.features import resolve_device
+from holdtts.data.mel import mel_spectrogram
+from holdtts.data.tables import iter_lines, read_table
+from holdtts.errors import ConfigError, HoldttsError, InputError
+from holdtts.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from holdtts.training.trainer import MAX_BAD_STEPS, DistInfo, Progress, config_differences
+from holdtts.utils.fileio import ensure_dir, write_json_atomic, write_text_atomic
+from holdtts.vocoder.hifigan import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    HifiGanDiscriminator,
+    HifiGanGenerator,
+    check_discriminator_config,
+    check_generator_config,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    loss_mel_features,
+    mel_loss,
+)
+from holdtts.vocoder.official import HOLDTTS_FORMAT
+
+log = logging.getLogger(__name__)
+
+# Splits that must stay unheard: the attacks' non-members and the quality test sentences.
+PROTECTED_SPLITS = ("nonmembers", "test")
+# Keys that may change between a run and its resumption (they do not change what is learned).
+RESUMABLE = {"name", "data.valid_clips", "data.sample_clips"}
+
+
+@dataclass
+class VocoderDataConfig:
+    segment_size: int = 8192  # samples per training segment (a multiple of the hop)
+    peak_normalize: float = 0.95  # scale each clip to this peak, as the official loader; 0 keeps the level
+    valid_split: str = "valid"
+    valid_clips: int = 100  # whole validation clips scored for valid/mel_l1 (0: no validation)
+    sample_clips: int = 4  # of those, clips whose audio and mels go to TensorBoard
+
+
+@dataclass
+class VocoderLossConfig:
+    mel_weight: float = 45.0
+    feature_weight: float = 2.0
+    fmax_for_loss: Optional[float] = None  # None: sample_rate / 2 (the official configs' null)
+
+
+@dataclass
+class VocoderTrainConfig:
+    seed: int = 1234
+    batch_size: int = 16  # per process
+    lr: float = 2e-4
+    betas: tuple[float, ...] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    lr_decay: float = 0.999  # multiplies the learning rate after every epoch
+    max_steps: int = 0  # 0: no step limit (use max_epochs)
+    max_epochs: int = 0  # 0: no epoch limit (use max_steps)
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast; reduced precision on the GPU only)
+    checkpoint_every: int = 5000
+    keep_last: int = 3
+    valid_every: int = 1000
+    log_every: int = 100
+    sample_every: int = 5000
+    num_workers: int = 0
+
+
+@dataclass
+class VocoderConfig:
+    """A `holdtts train-vocoder` config (conf/vocoder_v1.yaml, ...)."""
+
+    name: str = "hifigan_v1"
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: VocoderLossConfig = field(default_factory=VocoderLossConfig)
+    data: VocoderDataConfig = field(default_factory=VocoderDataConfig)
+    train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
+
+
+def load_vocoder_config(paths, overrides: Sequence[str] = ()) -> VocoderConfig:
+    """Layered YAML files plus `section.key=value` overrides, checked against VocoderConfig."""
+    from holdtts.config import load_config
+
+    cfg = load_config(paths, overrides, schema=VocoderConfig)
+    check_vocoder_config(cfg)
+    return cfg
+
+
+def check_vocoder_config(cfg: VocoderConfig) -> None:
+    check_generator_config(cfg.generator, cfg.features)
+    check_discriminator_config(cfg.discriminator)
+    hop = cfg.features.hop_length
+    if cfg.data.segment_size < hop or cfg.data.segment_size % hop:
+        raise ConfigError(f"data.segment_size {cfg.data.segment_size} must be a positive multiple of the "
+                          f"hop ({hop})")
+    if not 0 <= cfg.data.peak_normalize <= 1:
+        raise ConfigError(f"data.peak_normalize must be in [0, 1], got {cfg.data.peak_normalize}")
+    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"unknown train.precision '{cfg.train.precision}' (known: fp32, bf16, fp16)")
+    if cfg.train.max_steps <= 0 and cfg.train.max_epochs <= 0:
+        raise ConfigError("set train.max_steps or train.max_epochs (both are 0: training would never end)")
+    if len(cfg.train.betas) != 2:
+        raise ConfigError(f"train.betas needs two values, got {list(cfg.train.betas)}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class Clip(NamedTuple):
+    utt: str
+    path: str
+    scp: str  # the wav.scp it is listed in, and its line, for error messages
+    line: int
+
+
+def read_clips(data_dir: str | Path, split: str) -> list[Clip]:
+    """The clips of data/<split>/wav.scp, sorted by id."""
+    scp = Path(data_dir) / split / "wav.scp"
+    if not scp.is_file():
+        raise InputError(f"no split '{split}' (run `holdtts prepare`)", scp)
+    paths = read_table(scp)  # checks duplicates and missing values
+    lines = {line.split(maxsplit=1)[0]: number for number, line in iter_lines(scp)}
+    return [Clip(utt, paths[utt], str(scp), lines[utt]) for utt in sorted(paths)]
+
+
+def check_train_split(data_dir: str | Path, split: str) -> None:
+    """Refuse to train on audio the attacks and quality tests must find unheard."""
+    if split in PROTECTED_SPLITS:
+        raise HoldttsError(f"refusing to train a vocoder on '{split}': the {', '.join(PROTECTED_SPLITS)} "
+                           "clips must stay unheard by every model (train on 'members', or one of its "
+                           "halves)")
+    train = {c.utt for c in read_clips(data_dir, split)}
+    for name in PROTECTED_SPLITS:
+        scp = Path(data_dir) / name / "wav.scp"
+        if scp.is_file():
+            overlap = sorted(train & set(read_table(scp)))
+            if overlap:
+                raise HoldttsError(f"refusing to train a vocoder on '{split}': {len(overlap)} of its clips "
+                                   f"are in {scp} (e.g. {overlap[0]}), which must stay unheard")
+
+
+def check_clips(clips: Sequence[Clip], sample_rate: int) -> None:
+    """Every clip exists, is mono and has the features' sample rate (before training starts)."""
+    for clip in clips:
+        try:
+            info = sf.info(clip.path)
+        except (OSError, RuntimeError, sf.LibsndfileError) as err:
+            raise InputError(f"cannot open the audio of '{clip.utt}' ({clip.path}): {err}", clip.scp,
+                             clip.line) from err
+        if info.samplerate != sample_rate or info.channels != 1:
+            raise InputError(f"'{clip.utt}' ({clip.path}) is {info.samplerate} Hz with {info.channels} "
+                             f"channel(s); the vocoder needs mono {sample_rate} Hz", clip.scp, clip.line)
+
+
+def read_clip(clip: Clip, peak: float) -> np.ndarray:
+    """Float32 samples in [-1, 1], scaled to `peak` (librosa.util.normalize(y) * peak) when peak > 0."""
+    try:
+        wav, _ = sf.read(clip.path, dtype="float32", always_2d=False)
+    except (OSError, RuntimeError, sf.LibsndfileError) as err:
+        raise InputError(f"cannot decode the audio of '{clip.utt}' ({clip.path}): {err}", clip.scp,
+                         clip.line) from err
+    if peak > 0:
+        top = float(np.abs(wav).max(initial=0.0))
+        if top > 0:
+            wav = wav * np.float32(peak / top)
+    return wav
+
+
+class SegmentBatches:
+    """Batches of random segments, one deterministic order per epoch.
+
+    Epoch e: a permutation drawn from (seed, e), cut into full batches (the last partial one is dropped,
+    as the official loader); with several ranks each takes every world_size-th batch. The crop of each
+    clip in batch b is drawn from (seed, e, b), so a batch is a pure function of (seed, epoch, index).
+    """
+
+    def __init__(self, clips: Sequence[Clip], batch_size: int, segment_size: int, seed: int, peak: float,
+                 rank: int = 0, world_size: int = 1):
+        self.clips = list(clips)
+        self.batch_size, self.segment_size = batch_size, segment_size
+        self.seed, self.peak = seed, peak
+        self.rank, self.world_size = rank, world_size
+        if len(self.clips) // batch_size < world_size:
+            raise HoldttsError(f"{len(self.clips)} clips make fewer full batches of {batch_size} than there "
+                               f"are ranks ({world_size}): lower train.batch_size")
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.clips))
+        batches = [order[i:i + self.batch_size].tolist()
+                   for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        per_rank = len(batches) // self.world_size
+        return batches[self.rank: per_rank * self.world_size: self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.clips) // self.batch_size // self.world_size
+
+    def batch(self, epoch: int, index: int, indices: Sequence[int]) -> torch.Tensor:
+        """[batch, segment_size] float32."""
+        rng = np.random.default_rng([self.seed, epoch, index, self.rank, 2])
+        out = np.zeros((len(indices), self.segment_size), dtype=np.float32)
+        for row, i in enumerate(indices):
+            wav = read_clip(self.clips[i], self.peak)
+            if wav.shape[0] >= self.segment_size:
+                start = int(rng.integers(0, wav.shape[0] - self.segment_size + 1))
+                out[row] = wav[start:start + self.segment_size]
+            else:
+                out[row, : wav.shape[0]] = wav  # zero-padded, as the official loader
+        return torch.from_numpy(out)
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
+        for index, indices in enumerate(self.epoch_batches(epoch)):
+            if index >= start:
+                yield self.batch(epoch, index, indices)
+
+    def loader(self, epoch: int, start: int = 0, num_workers: int = 0, pin_memory: bool = False):
+        """A DataLoader over `iterate(epoch, start)` that decodes in worker processes."""
+        return torch.utils.data.DataLoader(_EpochView(self, epoch, start), batch_size=None, shuffle=False,
+                                           num_workers=num_workers, pin_memory=pin_memory)
+
+
+class _EpochView(torch.utils.data.Dataset):
+    def __init__(self, batches: SegmentBatches, epoch: int, start: int):
+        self.batches, self.epoch, self.start = batches, epoch, start
+        self.order = batches.epoch_batches(epoch)
+
+    def __len__(self) -> int:
+        return max(0, len(self.order) - self.start)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        index = self.start + k
+        return self.batches.batch(self.epoch, index, self.order[index])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class VocoderTrainer:
+    """Trains a HiFi-GAN generator and its discriminators on one split (the members by default)."""
+
+    checkpoint_format = HOLDTTS_FORMAT
+
+    def __init__(self, cfg: VocoderConfig, exp_dir: str | Path, data_dir: str | Path, split: str = "members",
+                 device: str = "auto", progress_bar: bool | None = None):
+        check_vocoder_config(cfg)
+        self.cfg = cfg
+        self.exp_dir = Path(exp_dir)
+        self.data_dir = Path(data_dir)
+        self.split = split
+        self.dist = DistInfo.from_env()
+        self.device = self._device(device)
+        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self.loss_features = loss_mel_features(cfg.features, cfg.loss.fmax_for_loss)
+        self.state = Progress()
+        self._stop_signal: int | None = None
+        self._bad_steps = 0
+        self._valid_audio: list[np.ndarray] | None = None
+        self._logged_ground_truth = False
+        self.writer = None
+
+    def _device(self, device: str) -> torch.device:
+        if self.dist.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):
+            return torch.device("cuda", self.dist.local_rank)
+        return resolve_device(device)
+
+    def _autocast(self):
+        precision = self.cfg.train.precision
+        if precision == "fp32" or self.device.type != "cuda":
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        check_train_split(self.data_dir, self.split)
+        clips = read_clips(self.data_dir, self.split)
+        self.valid_clips: list[Clip] = []
+        if self.cfg.data.valid_clips > 0 and self.cfg.train.valid_every > 0:
+            valid = read_clips(self.data_dir, self.cfg.data.valid_split)
+            self.valid_clips = valid[: self.cfg.data.valid_clips]
+            heard = {c.utt for c in clips} & {c.utt for c in valid}
+            if heard:
+                raise HoldttsError(f"the validation split '{self.cfg.data.valid_split}' shares {len(heard)} "
+                                   f"clips with the training split '{self.split}' (e.g. {sorted(heard)[0]})")
+        check_clips(clips + self.valid_clips, self.cfg.features.sample_rate)
+        if self.dist.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        if self.dist.is_main:
+            ensure_dir(self.exp_dir)
+        t = self.cfg.train
+        self.batches = SegmentBatches(clips, t.batch_size, self.cfg.data.segment_size, t.seed,
+                                      self.cfg.data.peak_normalize, self.dist.rank, self.dist.world_size)
+        torch.manual_seed(t.seed + self.dist.rank)
+        np.random.seed(t.seed + self.dist.rank)
+        self.generator = HifiGanGenerator(self.cfg.generator, self.cfg.features.n_mels).to(self.device)
+        self.discriminator = HifiGanDiscriminator(self.cfg.discriminator).to(self.device)
+        self.g_wrapped, self.d_wrapped = self.generator, self.discriminator
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_wrapped = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
+            self.d_wrapped = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+        self.optim_g = torch.optim.AdamW(self.generator.parameters(), t.lr, betas=tuple(t.betas),
+                                         weight_decay=t.weight_decay)
+        self.optim_d = torch.optim.AdamW(self.discriminator.parameters(), t.lr, betas=tuple(t.betas),
+                                         weight_decay=t.weight_decay)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.optim_g, gamma=t.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.optim_d, gamma=t.lr_decay)
+        fp16 = self.device.type == "cuda" and t.precision == "fp16"
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+        self._resume()
+
+    def _resume(self) -> None:
+        config_path = self.exp_dir / "config.yaml"
+        checkpoint = latest_checkpoint(self.exp_dir)
+        if checkpoint is None:
+            if self.dist.is_main:
+                write_text_atomic(config_path, dump_config(self.cfg))
+            return
+        state = load_checkpoint(checkpoint)
+        if state.get("format") != self.checkpoint_format:
+            raise HoldttsError(f"{checkpoint}: a '{state.get('format')}' checkpoint; train-vocoder writes "
+                               f"'{self.checkpoint_format}' (use another --exp-dir)")
+        diffs = [d for d in config_differences(state["config"], config_to_dict(self.cfg))
+                 if d.split(":", 1)[0] not in RESUMABLE]
+        if diffs:
+            raise ConfigError(f"{self.exp_dir} was trained with a different config; resuming would mix two "
+                              "experiments. Differences: " + "; ".join(diffs)
+                              + ". Use a new --exp-dir, or the original config.")
+        if state["train_split"] != self.split:
+            raise HoldttsError(f"{checkpoint}: trained on split '{state['train_split']}', asked to go on "
+                               f"with '{self.split}'")
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        for name in ("optim_g", "optim_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
+            getattr(self, name).load_state_dict(state[name])
+        self.state = Progress(**state["progress"])
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            log.warning("resuming on %d ranks from a run on %d: random streams restart from the seed",
+                        self.dist.world_size, len(rngs))
+        if self.dist.is_main:
+            write_text_atomic(config_path, dump_config(self.cfg))
+            self._truncate_log(self.state.step)
+        log.info("resumed %s at step %d (epoch %d, batch %d)", checkpoint, self.state.step, self.state.epoch,
+                 self.state.batch_in_epoch)
+
+    # ------------------------------------------------------------------ checkpoints and logs
+
+    def checkpoint_state(self) -> dict:
+        rngs = [rng_state()]
+        if self.dist.enabled:
+            gathered = [None] * self.dist.world_size
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        return {
+            "format": self.checkpoint_format,
+            "holdtts_version": holdtts.__version__,
+            "config": config_to_dict(self.cfg),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "optim_g": self.optim_g.state_dict(),
+            "optim_d": self.optim_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "progress": vars(self.state).copy(),
+            "rng": rngs,
+            "world_size": self.dist.world_size,
+            "train_split": self.split,
+            "num_train_utts": len(self.batches.clips),
+        }
+
+    def save(self) -> Path | None:
+        state = self.checkpoint_state()  # every rank joins the RNG gather
+        if not self.dist.is_main:
+            return None
+        path = save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
+        self._saved_step = self.state.step
+        return path
+
+    def _truncate_log(self, step: int) -> None:
+        path = self.exp_dir / "train_log.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= step]
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+    def log_scalars(self, scalars: dict[str, float]) -> None:
+        if not self.dist.is_main:
+            return
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, self.state.step)
+        with open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": self.state.step, "epoch": self.state.epoch, **scalars}) + "\n")
+
+    # ------------------------------------------------------------------ one step
+
+    def train_step(self, audio: torch.Tensor) -> dict[str, float] | None:
+        """One discriminator update then one generator update on a batch of segments [B, samples]."""
+        self.generator.train()
+        self.discriminator.train()
+        y = audio.to(self.device, non_blocking=True).unsqueeze(1)
+        with torch.no_grad():
+            mels = mel_spectrogram(y.squeeze(1), self.cfg.features)
+        with self._autocast():
+            y_hat = self.g_wrapped(mels)
+
+        with self._autocast():
+            real_scores, fake_scores, _, _ = self.d_wrapped(y, y_hat.detach())
+            loss_d = discriminator_loss(real_scores, fake_scores)
+        self.optim_d.zero_grad(set_to_none=True)
+        if not self._finite(loss_d, "discriminator"):
+            return None
+        self.scaler_d.scale(loss_d).backward()
+        self.scaler_d.unscale_(self.optim_d)
+        grad_norm_d = _grad_norm(self.discriminator.parameters())
+        self.scaler_d.step(self.optim_d)
+        self.scaler_d.update()
+
+        loss_cfg = self.cfg.loss
+        with self._autocast():
+            _, fake_scores, real_fmaps, fake_fmaps = self.d_wrapped(y, y_hat)
+            loss_adv = generator_adversarial_loss(fake_scores)
+            loss_fm = feature_matching_loss(real_fmaps, fake_fmaps)
+        loss_mel = mel_loss(y, y_hat, self.loss_features)
+        loss_g = loss_adv + loss_cfg.feature_weight * loss_fm + loss_cfg.mel_weight * loss_mel
+        self.optim_g.zero_grad(set_to_none=True)
+        if not self._finite(loss_g, "generator"):
+            return None
+        self._bad_steps = 0
+        self.scaler_g.scale(loss_g).backward()
+        self.scaler_g.unscale_(self.optim_g)
+        grad_norm_g = _grad_norm(self.generator.parameters())
+        self.scaler_g.step(self.optim_g)
+        self.scaler_g.update()
+        losses = {"loss_d": loss_d, "loss_g": loss_g, "loss_g_adv": loss_adv, "loss_fm": loss_fm,
+                  "loss_mel": loss_mel}
+        return {**{k: float(v.detach()) for k, v in losses.items()}, "grad_norm_g": grad_norm_g,
+                "grad_norm_d": grad_norm_d}
+
+    def _finite(self, loss: torch.Tensor, which: str) -> bool:
+        if torch.isfinite(loss):
+            return True
+        self._bad_steps += 1
+        log.warning("step %d: non-finite %s loss (%s); step skipped", self.state.step, which, loss.item())
+        if self._bad_steps >= MAX_BAD_STEPS:
+            raise HoldttsError(f"{MAX_BAD_STEPS} consecutive non-finite losses at step {self.state.step}: "
+                               "lower train.lr or use train.precision=fp32")
+        return False
+
+    # ------------------------------------------------------------------ validation and samples
+
+    def _validation_audio(self) -> list[np.ndarray]:
+        if self._valid_audio is None:
+            self._valid_audio = [read_clip(c, self.cfg.data.peak_normalize) for c in self.valid_clips]
+        return self._valid_audio
+
+    @torch.no_grad()
+    def _vocode_clip(self, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real [1, samples], vocoded [1, frames * hop]) of a whole clip."""
+        y = torch.from_numpy(wav).to(self.device).unsqueeze(0)
+        with self._autocast():
+            y_hat = self.generator(mel_spectrogram(y, self.cfg.features))
+        return y, y_hat.squeeze(1).float()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss-mel L1 between the whole validation clips and their vocoded mels (official metric)."""
+        self.generator.eval()
+        errors = []
+        for wav in self._validation_audio():
+            y, y_hat = self._vocode_clip(wav)
+            errors.append(float(mel_loss(y, y_hat, self.loss_features)))
+        return {"valid/mel_l1": float(np.mean(errors))}
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        """Vocoded audio and mels of the first validation clips (the real ones the first time)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.generator.eval()
+        rate = self.cfg.features.sample_rate
+        for clip, wav in list(zip(self.valid_clips, self._validation_audio()))[: self.cfg.data.sample_clips]:
+            y, y_hat = self._vocode_clip(wav)
+            y = y[:, : y_hat.shape[-1]]
+            real_mel = mel_spectrogram(y[0], self.cfg.features).cpu().numpy()
+            fake_mel = mel_spectrogram(y_hat[0], self.cfg.features).cpu().numpy()
+            if not self._logged_ground_truth:
+                self.writer.add_audio(f"real/{clip.utt}", y.cpu(), self.state.step, sample_rate=rate)
+            self.writer.add_audio(f"generated/{clip.utt}", y_hat.cpu(), self.state.step, sample_rate=rate)
+            fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+            for ax, mel, title in zip(axes, (real_mel, fake_mel), ("real", "vocoded (mel of the output)")):
+                ax.imshow(mel, origin="lower", aspect="auto", interpolation="none", vmin=-11.5, vmax=2.5)
+                ax.set_title(f"{clip.utt}: {title}")
+            fig.tight_layout()
+            self.writer.add_figure(f"mel/{clip.utt}", fig, self.state.step)
+            plt.close(fig)
+        self._logged_ground_truth = True
+
+    # ------------------------------------------------------------------ the loop
+
+    def _finished(self) -> bool:
+        t = self.cfg.train
+        return ((t.max_steps > 0 and self.state.step >= t.max_steps)
+                or (t.max_epochs > 0 and self.state.epoch >= t.max_epochs))
+
+    def _total_steps(self) -> int:
+        t = self.cfg.train
+        by_epochs = t.max_epochs * len(self.batches) if t.max_epochs > 0 else None
+        if t.max_steps > 0 and by_epochs:
+            return min(t.max_steps, by_epochs)
+        return t.max_steps if t.max_steps > 0 else by_epochs
+
+    def _handle_signal(self, signum, frame) -> None:
+        if self._stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
+
+    def _should_stop(self) -> bool:
+        flag = self._stop_signal is not None
+        if self.dist.enabled:
+            tensor = torch.tensor([float(flag)], device=self.device)
+            dist.all_reduce(tensor)
+            flag = bool(tensor.item())
+        return flag
+
+    def run(self) -> dict:
+        """Train until the step/epoch limit (or a SIGINT/SIGTERM); returns a summary dict."""
+        self.setup()
+        from torch.utils.tensorboard import SummaryWriter
+
+        if self.dist.is_main:
+            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.state.step + 1)
+        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._saved_step = self.state.step if latest_checkpoint(self.exp_dir) else -1
+        t = self.cfg.train
+        bar = None
+        if self.progress_bar and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self._total_steps(), initial=self.state.step, unit="step", dynamic_ncols=True)
+        log.info("training vocoder %s on '%s': %d clips, %d batches/epoch, device %s, %d rank(s)",
+                 self.cfg.name, self.split, len(self.batches.clips), len(self.batches), self.device,
+                 self.dist.world_size)
+        window_start, window_segments, window_steps = time.perf_counter(), 0, 0
+        running: dict[str, float] = {}
+        stopped = False
+        try:
+            while not self._finished() and not stopped:
+                loader = self.batches.loader(self.state.epoch, self.state.batch_in_epoch, t.num_workers,
+                                             pin_memory=self.device.type == "cuda")
+                for audio in loader:
+                    step_start = time.perf_counter()
+                    scalars = self.train_step(audio)
+                    self.state.step += 1
+                    self.state.batch_in_epoch += 1
+                    self.state.utts += audio.shape[0] * self.dist.world_size
+                    self.state.elapsed += time.perf_counter() - step_start
+                    window_segments += audio.shape[0] * self.dist.world_size
+                    window_steps += 1
+                    for k, v in (scalars or {}).items():
+                        running[k] = running.get(k, 0.0) + v
+                    step = self.state.step
+                    if bar is not None:
+                        bar.update(1)
+                    if step % t.log_every == 0 and window_steps:
+                        seconds = time.perf_counter() - window_start
+                        means = {f"train/{k}": v / window_steps for k, v in running.items()}
+                        means["train/lr"] = self.sched_g.get_last_lr()[0]
+                        means["train/segments_per_sec"] = window_segments / max(seconds, 1e-9)
+                        means["train/epoch"] = self.state.epoch
+                        self.log_scalars(means)
+                        if bar is not None:
+                            bar.set_postfix(mel=f"{means.get('train/loss_mel', float('nan')):.3f}",
+                                            epoch=self.state.epoch)
+                        elif self.dist.is_main:
+                            log.info("step %d epoch %d loss_g %.3f loss_d %.3f mel %.4f (%.1f segments/s)",
+                                     step, self.state.epoch, means.get("train/loss_g", float("nan")),
+                                     means.get("train/loss_d", float("nan")),
+                                     means.get("train/loss_mel", float("nan")),
+                                     means["train/segments_per_sec"])
+                        window_start, window_segments, window_steps, running = time.perf_counter(), 0, 0, {}
+                    if self.valid_clips and t.valid_every and step % t.valid_every == 0 and self.dist.is_main:
+                        self.log_scalars(self.validate())
+                    if (self.valid_clips and t.sample_every and step % t.sample_every == 0
+                            and self.dist.is_main):
+                        self.write_samples()
+                    if t.checkpoint_every and step % t.checkpoint_every == 0:
+                        self.save()
+                    if self._finished():
+                        break
+                    if self._should_stop():
+                        stopped = True
+                        break
+                else:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+                    self.sched_g.step()
+                    self.sched_d.step()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if bar is not None:
+                bar.close()
+        if self._saved_step != self.state.step:
+            self.save()
+        summary = self.summary(stopped)
+        if self.dist.is_main:
+            if not stopped:
+                write_json_atomic(self.exp_dir / "train_summary.json", summary)
+            self.writer.close()
+        if self.dist.enabled:
+            dist.barrier()
+        return summary
+
+    def summary(self, stopped: bool) -> dict:
+        return {
+            "system": self.cfg.name,
+            "finished": not stopped and self._finished(),
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "train_split": self.split,
+            "num_train_utts": len(self.batches.clips),
+            "train_seconds": round(self.state.elapsed, 2),
+            "segments_per_second": round(self.state.utts / max(self.state.elapsed, 1e-9), 2),
+            "generator_parameters": sum(p.numel() for p in self.generator.parameters()),
+            "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+            "checkpoint": str(latest_checkpoint(self.exp_dir)),
+        }
+
+
+def _grad_norm(parameters) -> float:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
