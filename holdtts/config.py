@@ -91,9 +91,8 @@ class LossConfig:
     diffusion_weight: float = 1.0
     prior_weight: float = 1.0
     duration_weight: float = 1.0
-    # Weighting of the diffusion loss over t: "none" (plain eps-matching, Grad-TTS), "score"
-    # (lambda(t) = 1 / C_t[n,n]^2 relative to its mean, i.e. score matching), "truncated" (none, but
-    # t sampled from [t_min, t_max_frac * T]). See docs/hold_training.md.
+    # Weighting of the diffusion loss over t: "none" (plain eps-matching, Grad-TTS) or "score"
+    # (lambda(t) = 1 / C_t[n,n]^2 relative to its mean, i.e. score matching). See docs/hold_training.md.
     weighting: str = "none"
     t_sampling: str = "uniform"  # "uniform" or "antithetic" (stratified over the batch)
 
