@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vocode": ("holdtts.commands.vocode", "Log-mel .npy files to 16-bit wavs with Griffin-Lim or a HiFi-GAN."),
     "attack": ("holdtts.commands.attack", "Membership-inference attacks on a trained system (rows + metrics)."),
     "evaluate": ("holdtts.commands.evaluate", "Audio quality on the non-member test sentences."),
+    "report": ("holdtts.commands.report", "Privacy beside audio quality for every system: report.md, figures."),
 }
 
 

@@ -130,6 +130,30 @@ class SynthesisConfig:
 
 
 @dataclass
+class DPConfig:
+    """Differentially private training (DP-SGD through Opacus): per-sample clipping, Gaussian noise,
+    Poisson sampling, an accountant. Off unless `enabled`."""
+
+    enabled: bool = False
+    target_epsilon: float | None = None  # noise calibrated to reach it at the end of training
+    noise_multiplier: float | None = None  # alternatively, a fixed noise multiplier
+    delta: float | None = None  # default: 1 / number of training utterances
+    max_grad_norm: float = 1.0  # per-sample clipping bound
+    accountant: str = "prv"  # Opacus accountant: "prv", "rdp" or "gdp"
+
+
+@dataclass
+class DefenseConfig:
+    """Dual-model defenses (docs/defenses.md): two teachers trained on disjoint halves of the members."""
+
+    kind: str = "none"  # "none" | "dualmd" (alternating synthesis) | "distillmd" (a student distilled from them)
+    halves: tuple[str, ...] = ("half1", "half2")  # teacher k trains on halves[k - 1]; together: data.train_split
+    # distillmd: an experiment holding finished teacher1/ and teacher2/ (e.g. exp/dualmd, relative to the
+    # recipe directory); empty: train them first into <exp-dir>/teacher1 and teacher2.
+    teachers_dir: str = ""
+
+
+@dataclass
 class SystemConfig:
     name: str = "system"
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -140,6 +164,8 @@ class SystemConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    dp: DPConfig = field(default_factory=DPConfig)
 
 
 # --------------------------------------------------------------------------- loading machinery

@@ -36,9 +36,14 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
     train.batch_size is per process).
     """
     from holdtts.config import load_config
-    from holdtts.training.trainer import Trainer
+    from holdtts.training.trainer import make_trainer
 
     cfg = load_config(list(configs), overrides)
-    summary = Trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
+    if cfg.defense.kind != "none":  # two teachers on the halves (+ a student): holdtts.defenses
+        from holdtts.defenses import defense_training
+
+        summary = defense_training(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
+    else:
+        summary = make_trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
     if int(os.environ.get("RANK", 0)) == 0:
         click.echo(json.dumps(summary, indent=2))

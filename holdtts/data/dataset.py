@@ -169,8 +169,11 @@ class BucketedBatches:
     def loader(self, epoch: int, start: int = 0, num_workers: int = 0, pin_memory: bool = False):
         """A DataLoader over `iterate(epoch, start)` that prefetches in worker processes."""
         view = _EpochView(self, epoch, start)
+        # Its own generator: a DataLoader draws a base seed when iterated, which would otherwise consume
+        # the global RNG at a different point in a resumed run than in an uninterrupted one.
+        generator = torch.Generator().manual_seed(self.seed + epoch)
         return torch.utils.data.DataLoader(view, batch_size=None, shuffle=False, num_workers=num_workers,
-                                           pin_memory=pin_memory, collate_fn=_identity)
+                                           pin_memory=pin_memory, collate_fn=_identity, generator=generator)
 
 
 def _identity(x):

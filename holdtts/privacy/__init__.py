@@ -1,21 +1,29 @@
-"""Membership-inference attacks (a registry anyone can extend) and their metrics."""
+"""Membership-inference attacks (a registry anyone can extend) and their metrics.
+
+    from holdtts.privacy import register_attack, get_attack, compute_metrics
+
+Names are imported lazily, so reading metrics (numpy and scikit-learn only) does not import torch.
+"""
 from __future__ import annotations
 
-from holdtts.privacy.attacks import (
-    ATTACKS,
-    DEFAULT_ATTACKS,
-    Attack,
-    AttackInputs,
-    NoiseSource,
-    get_attack,
-    masked_lp,
-    process_times,
-    register_attack,
-)
-from holdtts.privacy.metrics import compute_metrics, metrics_from_rows, read_rows, roc_metrics, write_rows
+import importlib
 
-__all__ = [
-    "ATTACKS", "DEFAULT_ATTACKS", "Attack", "AttackInputs", "NoiseSource", "compute_metrics", "get_attack",
-    "masked_lp", "metrics_from_rows", "process_times", "read_rows", "register_attack", "roc_metrics",
-    "write_rows",
-]
+_LAZY = {
+    **dict.fromkeys(("ATTACKS", "DEFAULT_ATTACKS", "Attack", "AttackInputs", "NoiseSource", "get_attack",
+                     "masked_lp", "process_times", "register_attack"), "holdtts.privacy.attacks"),
+    **dict.fromkeys(("compute_metrics", "metrics_from_rows", "read_rows", "roc_metrics", "write_rows"),
+                    "holdtts.privacy.metrics"),
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'holdtts.privacy' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -285,11 +285,10 @@ class Trainer:
 
     def save(self) -> Path | None:
         state = self.checkpoint_state()  # every rank joins the RNG gather
+        self._saved_step = self.state.step
         if not self.dist.is_main:
             return None
-        path = save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
-        self._saved_step = self.state.step
-        return path
+        return save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
 
     def _truncate_log(self, step: int) -> None:
         path = self.exp_dir / "train_log.jsonl"
@@ -511,3 +510,12 @@ class Trainer:
             "checkpoint": str(latest_checkpoint(self.exp_dir)),
         }
 
+
+def make_trainer(cfg: SystemConfig, exp_dir: str | Path, data_dir: str | Path, dump_dir: str | Path,
+                 device: str = "auto", progress_bar: bool | None = None) -> Trainer:
+    """The trainer a config asks for (the private and the defense trainers are subclasses of Trainer)."""
+    if cfg.dp.enabled:
+        from holdtts.training.dp import DPTrainer
+
+        return DPTrainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress_bar)
+    return Trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress_bar)

@@ -1,0 +1,45 @@
+"""`holdtts report`: one report of membership privacy beside audio quality for every system."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="report")
+@click.option("--exp-dir", default="exp", show_default=True, type=click.Path(exists=True, file_okay=False),
+              help="The recipe's experiment directory, one sub-directory per system.")
+@click.option("--systems", default=None,
+              help="Comma-separated systems, in report order. Default: every sub-directory with "
+                   "attack*/metrics.json or evaluate/quality.json (vp, hold2, hold3, hold4, then the rest "
+                   "alphabetically).")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Where splits.json is (data sizes and seed for the setup section).")
+@click.option("--out-dir", default=None, type=click.Path(file_okay=False),
+              help="Where to write the report  [default: EXP_DIR/report]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report.")
+def command(exp_dir, systems, data_dir, out_dir, overwrite):
+    """Collect every system's attack results (attack/ and attack_<label>/ directories), quality results
+    (evaluate/), training facts and DP guarantee into one report. Writes, in OUT_DIR:
+
+    \b
+      report.md           headline table, findings, per-attack tables, figures,
+                          how to read each number, the exact setup of every system
+      *.png               ROC curves (log-log, recomputed from rows.tsv), AUROC
+                          against t, privacy against quality, AUROC during training
+      report.json         every number in the tables, for machines
+      headline.tsv        the headline table
+
+    A system's headline privacy number is its strongest attack: the highest AUROC over all its attack
+    directories, attacks and t. Every AUROC in metrics.json is checked against its rows.tsv.
+    """
+    from holdtts.report import write_report
+
+    names = None
+    if systems is not None:
+        names = [s.strip() for s in systems.split(",") if s.strip()]
+        if not names:
+            raise click.BadParameter("no system named", param_hint="--systems")
+    result = write_report(exp_dir, out_dir, names, data_dir, overwrite)
+    click.echo(f"{result.out_dir / 'report.md'}: {len(result.records)} system(s), "
+               f"{len(result.summary['figures'])} figure(s)")
+    for line in result.summary["findings"][:2]:
+        click.echo(line)

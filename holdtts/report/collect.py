@@ -1,0 +1,511 @@
+"""Read a recipe's system directories into plain records, checking every file the report takes numbers from.
+
+A system directory (exp/<system>/) may hold, all optional:
+
+    config.yaml            the resolved config              train_summary.json   steps, epochs, members, size
+    checkpoints/step-N.pt  (the latest step, when no summary) train_log.jsonl     "attack/<name>/auroc" entries
+    system.json            composite systems (dualmd ...)   privacy.json         DP systems: epsilon, delta
+    attack/, attack_<label>/   rows.tsv, metrics.json, attack.json (one directory per attacked model or view)
+    evaluate/              quality.json (summary), quality.tsv (per utterance)
+
+Nothing here formats or plots; a malformed file is an InputError naming it (and the line, where there is one).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from holdtts.errors import HoldttsError, InputError
+from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS
+
+# The text encoder and duration predictor are trained on the members too; no diffusion defense covers them.
+TEXT_SIDE_ATTACKS = ("duration", "prior")
+PREFERRED_ORDER = ("vp", "hold2", "hold3", "hold4")
+ATTACK_DIR = "attack"
+QUALITY_DIR = "evaluate"
+_CHECKPOINT = re.compile(r"^step-(\d+)\.pt$")
+_TRAINING_AUROC = re.compile(r"^attack/(.+)/auroc$")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """One attack at one t in one attack directory: the metrics.json entry, unchanged."""
+
+    source: str  # the attack directory's name: "attack", "attack_teacher1", ...
+    attack: str
+    t: str  # as in rows.tsv: a horizon fraction, or "-" for attacks without t
+    values: dict  # auroc, asr, tpr@1%fpr, tpr@0.1%fpr, their *_ci, num_members, num_nonmembers
+
+    @property
+    def auroc(self) -> float:
+        return self.values["auroc"]
+
+
+@dataclass
+class AttackRun:
+    """One attack*/ directory."""
+
+    source: str
+    path: Path
+    metrics: dict  # metrics.json, validated
+    settings: dict | None  # attack.json
+    rows_path: Path | None  # rows.tsv, when present
+
+    @property
+    def attacks(self) -> list[str]:
+        listed = (self.settings or {}).get("attacks") or []
+        names = list(self.metrics["attacks"])
+        # attack.json keeps the order the attacks ran in; metrics.json is sorted
+        return [a for a in listed if a in names] + [a for a in names if a not in listed]
+
+    def best(self, attack: str) -> AttackEntry:
+        result = self.metrics["attacks"][attack]
+        return AttackEntry(self.source, attack, result["best_t"], result["by_t"][result["best_t"]])
+
+    def by_t(self, attack: str) -> list[AttackEntry]:
+        items = self.metrics["attacks"][attack]["by_t"]
+        return [AttackEntry(self.source, attack, t, items[t]) for t in sorted(items, key=t_sort_key)]
+
+
+@dataclass
+class SystemRecord:
+    name: str
+    path: Path
+    config: dict | None = None  # config.yaml as a mapping
+    config_text: str | None = None
+    train_summary: dict | None = None
+    latest_checkpoint_step: int | None = None
+    system_info: dict | None = None  # system.json
+    privacy: dict | None = None  # privacy.json
+    attack_runs: list[AttackRun] = field(default_factory=list)
+    quality: dict | None = None  # evaluate/quality.json
+    quality_path: Path | None = None
+    quality_rows_path: Path | None = None
+    training_aurocs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # attack -> (step, auroc)
+
+    # -- description
+
+    def _config_value(self, section: str, key: str):
+        value = (self.config or {}).get(section)
+        return value.get(key) if isinstance(value, dict) else None
+
+    @property
+    def kind(self) -> str | None:
+        if self.system_info and isinstance(self.system_info.get("kind"), str):
+            return self.system_info["kind"]
+        return self._config_value("process", "kind")
+
+    @property
+    def order(self) -> int | None:
+        return self._config_value("process", "order")
+
+    @property
+    def seed(self) -> int | None:
+        return self._config_value("train", "seed")
+
+    def _training_fact(self, key: str):
+        for source in (self.train_summary, self.system_info):
+            if source and source.get(key) is not None:
+                return source[key]
+        return None
+
+    @property
+    def parameters(self) -> int | None:
+        return self._training_fact("parameters")
+
+    @property
+    def steps(self) -> int | None:
+        return self._training_fact("step")
+
+    @property
+    def epochs(self) -> int | None:
+        return self._training_fact("epoch")
+
+    @property
+    def num_train_utts(self) -> int | None:
+        return self._training_fact("num_train_utts")
+
+    @property
+    def epsilon(self) -> float:
+        """The DP guarantee's epsilon; infinite for systems trained without one."""
+        return float(self.privacy["epsilon"]) if self.privacy else math.inf
+
+    # -- privacy
+
+    @property
+    def attack_names(self) -> list[str]:
+        return list(dict.fromkeys(a for run in self.attack_runs for a in run.attacks))
+
+    def best_entries(self, attack: str) -> list[AttackEntry]:
+        """The attack's best t in each attack directory that ran it."""
+        return [run.best(attack) for run in self.attack_runs if attack in run.metrics["attacks"]]
+
+    def strongest_for(self, attack: str) -> AttackEntry | None:
+        return _max_auroc(self.best_entries(attack))
+
+    def strongest(self, decoder_only: bool = False) -> AttackEntry | None:
+        """The highest AUROC over every attack directory, attack and t: a defense is only as good as the
+        strongest attack against it. `decoder_only` leaves out the text-side attacks."""
+        return _max_auroc([e for a in self.attack_names if not (decoder_only and a in TEXT_SIDE_ATTACKS)
+                           for e in self.best_entries(a)])
+
+    def attack_step(self, run: AttackRun) -> int | None:
+        return (run.settings or {}).get("step")
+
+
+    # -- quality
+
+    def _quality_field(self, keys: tuple[str, ...] | None):
+        value = self.quality if keys is not None else None
+        for key in keys or ():
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def quality_value(self, metric: QualityMetric, side: str = "generated") -> float | None:
+        """The set-level value for the generated audio, or (side="reference") for the real recordings."""
+        return self._quality_field(metric.reference if side == "reference" else metric.generated)
+
+    def quality_sizes(self, metric: QualityMetric) -> list[int | None]:
+        return [self._quality_field(keys) for keys in metric.sizes]
+
+
+@dataclass(frozen=True)
+class QualityMetric:
+    """Where a set-level quality number sits in quality.json, and which way is better."""
+
+    key: str
+    label: str
+    lower_is_better: bool
+    generated: tuple[str, ...]
+    reference: tuple[str, ...] | None = None  # the real recordings' own value (clip-level metrics only)
+    sizes: tuple[tuple[str, ...], ...] = ()  # the sample sizes the value was computed from
+
+
+QUALITY_METRICS = (
+    QualityMetric("fd_speaker", "FD speaker", True, ("fd_speaker", "value"),
+                  sizes=(("fd_speaker", "n_generated"), ("fd_speaker", "n_reference"))),
+    QualityMetric("fd_logmel", "FD log-mel", True, ("fd_logmel", "value"),
+                  sizes=(("fd_logmel", "n_generated"), ("fd_logmel", "n_reference"))),
+    QualityMetric("dnsmos_ovrl", "DNSMOS OVRL", False, ("dnsmos", "generated", "ovrl"),
+                  ("dnsmos", "reference", "ovrl")),
+    QualityMetric("wer", "WER", True, ("wer", "generated", "wer"), ("wer", "reference", "wer")),
+    QualityMetric("mcd", "MCD (dB)", True, ("mcd", "mean"), sizes=(("mcd", "n"),)),
+)
+
+
+def _max_auroc(entries: list[AttackEntry]) -> AttackEntry | None:
+    best = None
+    for entry in entries:  # ties keep the first: the order of the directories and attacks
+        if best is None or entry.auroc > best.auroc:
+            best = entry
+    return best
+
+
+def t_sort_key(t: str) -> float:
+    return -math.inf if t == NO_T else float(t)
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise InputError("not found", path) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read ({err})", path) from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", path, err.lineno) from err
+
+
+def _read_mapping(path: Path) -> dict:
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise InputError(f"expected a JSON object, got {type(value).__name__}", path)
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def validate_metrics(metrics: Any, path: Path) -> dict:
+    """Check a metrics.json (holdtts.privacy.metrics.compute_metrics) has every field the report reads."""
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("attacks"), dict) or not metrics["attacks"]:
+        raise InputError("not an attack metrics file: no 'attacks' mapping", path)
+    for attack, result in metrics["attacks"].items():
+        by_t = result.get("by_t") if isinstance(result, dict) else None
+        if not isinstance(by_t, dict) or not by_t:
+            raise InputError(f"attack '{attack}' has no 'by_t' results", path)
+        if result.get("best_t") not in by_t:
+            raise InputError(f"attack '{attack}': best_t {result.get('best_t')!r} is not among its t values", path)
+        for t, entry in by_t.items():
+            where = f"attack '{attack}' at t={t}"
+            if t != NO_T:
+                try:
+                    float(t)
+                except ValueError as err:
+                    raise InputError(f"{where}: t must be a number or '{NO_T}'", path) from err
+            if not isinstance(entry, dict):
+                raise InputError(f"{where}: expected an object of metrics", path)
+            for name in METRICS:
+                value, ci = entry.get(name), entry.get(f"{name}_ci")
+                if not _is_number(value) or not 0.0 <= value <= 1.0:
+                    raise InputError(f"{where}: '{name}' must be a number in [0, 1], got {value!r}", path)
+                if (not isinstance(ci, list) or len(ci) != 2 or not all(_is_number(v) for v in ci)
+                        or not ci[0] <= ci[1]):
+                    raise InputError(f"{where}: '{name}_ci' must be [low, high], got {ci!r}", path)
+            for name in ("num_members", "num_nonmembers"):
+                if not _is_count(entry.get(name)):
+                    raise InputError(f"{where}: '{name}' must be a count, got {entry.get(name)!r}", path)
+    return metrics
+
+
+def _check_number(summary: dict, keys: tuple[str, ...], path: Path, count: bool = False) -> None:
+    value = summary
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    ok = _is_count(value) if count else (value is None or _is_number(value))  # NaN was written as null
+    if not ok:
+        raise InputError(f"'{'.'.join(keys)}' must be {'a count' if count else 'a number'}, got {value!r}", path)
+
+
+def validate_quality(summary: Any, path: Path) -> dict:
+    """Check the fields of a quality.json (holdtts.quality.evaluate) that the report reads; metrics that
+    were not computed are simply absent."""
+    if not isinstance(summary, dict):
+        raise InputError("not a quality summary: expected a JSON object", path)
+    for name in ("fd_speaker", "fd_logmel"):
+        if name in summary:
+            _check_number(summary, (name, "value"), path)
+            _check_number(summary, (name, "n_generated"), path, count=True)
+            _check_number(summary, (name, "n_reference"), path, count=True)
+    if "dnsmos" in summary:
+        for side in ("generated", "reference"):
+            _check_number(summary, ("dnsmos", side, "ovrl"), path)
+    if "wer" in summary:
+        for side in ("generated", "reference"):
+            _check_number(summary, ("wer", side, "wer"), path)
+    if "mcd" in summary:
+        _check_number(summary, ("mcd", "mean"), path)
+        _check_number(summary, ("mcd", "n"), path, count=True)
+    _check_number(summary, ("decoder_rtf",), path)
+    return summary
+
+
+def _validate_privacy(privacy: dict, path: Path) -> dict:
+    epsilon = privacy.get("epsilon")
+    if not _is_number(epsilon) or not epsilon > 0:
+        raise InputError(f"'epsilon' must be a positive number, got {epsilon!r}", path)
+    if "delta" in privacy and (not _is_number(privacy["delta"]) or not 0 <= privacy["delta"] < 1):
+        raise InputError(f"'delta' must be a number in [0, 1), got {privacy['delta']!r}", path)
+    return privacy
+
+
+def _validate_training_facts(facts: dict, path: Path) -> dict:
+    for key in ("step", "epoch", "num_train_utts", "parameters"):
+        if facts.get(key) is not None and not _is_count(facts[key]):
+            raise InputError(f"'{key}' must be a count, got {facts[key]!r}", path)
+    return facts
+
+
+def read_training_aurocs(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """AUROCs logged during training ("attack/<name>/auroc" keys of train_log.jsonl), by attack."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"invalid JSON ({err.msg})", path, line_number) from err
+            if not isinstance(entry, dict) or not _is_count(entry.get("step")):
+                raise InputError("a log line needs a JSON object with an integer 'step'", path, line_number)
+            for key, value in entry.items():
+                match = _TRAINING_AUROC.match(key)
+                if match:
+                    if not _is_number(value):
+                        raise InputError(f"'{key}' must be a number, got {value!r}", path, line_number)
+                    out.setdefault(match.group(1), []).append((entry["step"], float(value)))
+    return {name: sorted(points) for name, points in out.items()}
+
+
+def read_scores(path: Path, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(labels, scores) of the rows.tsv rows of each wanted (attack, t), streamed: a full LJSpeech rows file
+    has millions of rows and only a few (attack, t) are needed."""
+    found: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header is None or any(c not in header for c in ROW_FIELDS):
+            raise InputError(f"a rows file needs the columns {', '.join(ROW_FIELDS)}", path, 1)
+        col = {c: header.index(c) for c in ROW_FIELDS}
+        for line_number, row in enumerate(reader, 2):
+            if len(row) != len(header):
+                raise InputError(f"expected {len(header)} tab-separated fields, got {len(row)}", path, line_number)
+            key = (row[col["attack"]], row[col["t"]])
+            if key not in wanted:
+                continue
+            member = row[col["member"]]
+            if member not in ("0", "1"):
+                raise InputError(f"member must be 0 or 1, got {member!r}", path, line_number)
+            try:
+                score = float(row[col["score"]])
+            except ValueError as err:
+                raise InputError(f"score is not a number: {row[col['score']]!r}", path, line_number) from err
+            labels, scores = found.setdefault(key, ([], []))
+            labels.append(int(member))
+            scores.append(score)
+    for attack, t in sorted(wanted - set(found)):
+        raise InputError(f"no rows for attack '{attack}' at t={t}, which metrics.json reports", path)
+    return {key: (np.array(labels), np.array(scores)) for key, (labels, scores) in found.items()}
+
+
+def read_quality_rows(path: Path) -> dict[str, dict[str, str]]:
+    """quality.tsv (holdtts.quality.evaluate.write_rows_tsv) as utt_id -> column -> raw text."""
+    rows: dict[str, dict[str, str]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or "utt_id" not in header:
+            raise InputError("a quality table needs a header with 'utt_id'", path, 1)
+        for line_number, row in enumerate(reader, 2):
+            if len(row) != len(header):
+                raise InputError(f"expected {len(header)} tab-separated fields, got {len(row)}", path, line_number)
+            rows[row[header.index("utt_id")]] = dict(zip(header, row))
+    return rows
+
+
+def quality_column(rows: dict[str, dict[str, str]], column: str, path: Path) -> dict[str, float] | None:
+    """A numeric per-utterance column (None when the table lacks it); 'nan' and empty cells are dropped."""
+    if not rows or column not in next(iter(rows.values())):
+        return None
+    out = {}
+    for utt, row in rows.items():
+        raw = row[column]
+        try:
+            value = float(raw) if raw else math.nan
+        except ValueError as err:
+            raise InputError(f"utterance {utt}: '{column}' is not a number: {raw!r}", path) from err
+        if math.isfinite(value):
+            out[utt] = value
+    return out
+
+
+def read_splits(data_dir: str | os.PathLike | None) -> tuple[Path | None, dict | None]:
+    """data/splits.json (holdtts prepare) when there is one."""
+    if data_dir is None:
+        return None, None
+    from holdtts.data.splits import SPLITS_JSON, load_splits_meta
+
+    path = Path(data_dir) / SPLITS_JSON
+    return path, load_splits_meta(data_dir) if path.exists() else None
+
+
+# --------------------------------------------------------------------------- systems
+
+
+def _attack_dirs(path: Path) -> list[Path]:
+    dirs = [d for d in path.iterdir() if d.is_dir() and (d.name == ATTACK_DIR or d.name.startswith(ATTACK_DIR + "_"))]
+    return sorted(dirs, key=lambda d: (d.name != ATTACK_DIR, d.name))
+
+
+def has_results(path: Path) -> bool:
+    return (path / QUALITY_DIR / "quality.json").is_file() or any(
+        (d / "metrics.json").is_file() for d in _attack_dirs(path))
+
+
+def load_system(path: str | os.PathLike) -> SystemRecord:
+    """Read and check everything the report uses from one system directory."""
+    from holdtts.config import read_yaml
+
+    path = Path(path)
+    record = SystemRecord(path.name, path)
+    if (path / "config.yaml").is_file():
+        record.config, _ = read_yaml(path / "config.yaml")
+        record.config_text = (path / "config.yaml").read_text(encoding="utf-8")
+    if (path / "train_summary.json").is_file():
+        record.train_summary = _validate_training_facts(_read_mapping(path / "train_summary.json"),
+                                                        path / "train_summary.json")
+    checkpoints = [int(m.group(1)) for p in (path / "checkpoints").glob("step-*.pt")
+                   if (m := _CHECKPOINT.match(p.name))]
+    record.latest_checkpoint_step = max(checkpoints, default=None)
+    if (path / "system.json").is_file():
+        record.system_info = _validate_training_facts(_read_mapping(path / "system.json"), path / "system.json")
+    if (path / "privacy.json").is_file():
+        record.privacy = _validate_privacy(_read_mapping(path / "privacy.json"), path / "privacy.json")
+    if (path / "train_log.jsonl").is_file():
+        record.training_aurocs = read_training_aurocs(path / "train_log.jsonl")
+    for run_dir in _attack_dirs(path):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        settings = _read_mapping(run_dir / "attack.json") if (run_dir / "attack.json").is_file() else None
+        rows = run_dir / "rows.tsv"
+        record.attack_runs.append(AttackRun(run_dir.name, run_dir, validate_metrics(read_json(metrics_path),
+                                                                                    metrics_path),
+                                            settings, rows if rows.is_file() else None))
+    quality = path / QUALITY_DIR / "quality.json"
+    if quality.is_file():
+        record.quality = validate_quality(read_json(quality), quality)
+        record.quality_path = quality
+        rows = path / QUALITY_DIR / "quality.tsv"
+        record.quality_rows_path = rows if rows.is_file() else None
+    return record
+
+
+def order_systems(names: list[str]) -> list[str]:
+    """vp, hold2, hold3, hold4 first (the order of the paper's comparison), then the rest alphabetically."""
+    known = [n for n in PREFERRED_ORDER if n in names]
+    return known + sorted(n for n in names if n not in PREFERRED_ORDER)
+
+
+def discover_systems(exp_dir: str | os.PathLike, exclude: tuple[str | os.PathLike, ...] = ()) -> list[str]:
+    """Every subdirectory of exp_dir with attack results or a quality summary, in report order."""
+    exp_dir = Path(exp_dir)
+    skip = {Path(p).resolve() for p in exclude}
+    names = [d.name for d in exp_dir.iterdir()
+             if d.is_dir() and not d.name.startswith(".") and d.resolve() not in skip and has_results(d)]
+    return order_systems(names)
+
+
+def collect_systems(exp_dir: str | os.PathLike, systems: list[str] | None = None,
+                    exclude: tuple[str | os.PathLike, ...] = ()) -> list[SystemRecord]:
+    """The records of the named systems (in that order), or of every system found in exp_dir."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise HoldttsError(f"{exp_dir}: no such experiment directory")
+    if systems is None:
+        systems = discover_systems(exp_dir, exclude)
+        if not systems:
+            raise HoldttsError(f"{exp_dir}: no system directory with attack*/metrics.json or "
+                               f"{QUALITY_DIR}/quality.json; run `holdtts attack` or `holdtts evaluate` first")
+    records = []
+    for name in dict.fromkeys(systems):
+        path = exp_dir / name
+        if not path.is_dir():
+            raise HoldttsError(f"{path}: no such system directory")
+        if not has_results(path):
+            raise HoldttsError(f"{path}: no attack*/metrics.json or {QUALITY_DIR}/quality.json to report")
+        records.append(load_system(path))
+    return records

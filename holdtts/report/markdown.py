@@ -1,0 +1,708 @@
+"""The report: every number as a plain record (report.json, headline.tsv) and the markdown document.
+
+`build_summary` computes everything from the system records (nothing is typed in by hand); `render_markdown`
+only formats what the summary holds, so the document and report.json cannot disagree.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from holdtts.privacy.metrics import FPR_TARGETS, METRICS, NO_T
+from holdtts.report.collect import (
+    QUALITY_METRICS,
+    TEXT_SIDE_ATTACKS,
+    AttackEntry,
+    SystemRecord,
+    quality_column,
+    read_quality_rows,
+)
+from holdtts.report.figures import FigureSet
+
+REPORT_FORMAT = "holdtts-report-1"
+REFERENCE_SYSTEM = "vp"
+DASH = "—"
+PAIRED_SAMPLES = 1000
+PAIRED_SEED = 0
+# Per-utterance columns of quality.tsv behind the set-level numbers that are a mean or a ratio of sums.
+PAIRED_COLUMNS = {"dnsmos_ovrl": ("dnsmos_ovrl",), "mcd": ("mcd",), "wer": ("wer_errors", "wer_ref_words")}
+HEADLINE_COLUMNS = (
+    "system", "kind", "order", "parameters", "steps", "epochs", "num_train_utts", "epsilon",
+    "strongest_attack", "strongest_source", "strongest_t", "auroc", "auroc_ci_low", "auroc_ci_high",
+    "tpr@1%fpr", "tpr@1%fpr_ci_low", "tpr@1%fpr_ci_high", "duration_auroc", "prior_auroc",
+    "fd_speaker", "fd_speaker_n_generated", "fd_speaker_n_reference",
+    "fd_logmel", "fd_logmel_n_generated", "fd_logmel_n_reference",
+    "dnsmos_ovrl", "dnsmos_ovrl_reference", "wer", "wer_reference", "mcd", "mcd_n", "decoder_rtf",
+)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def entry_record(entry: AttackEntry | None) -> dict | None:
+    """An attack result as report.json holds it: where it comes from, and metrics.json's values unchanged."""
+    if entry is None:
+        return None
+    return {"attack": entry.attack, "source": entry.source, "t": entry.t, **entry.values}
+
+
+def intervals_overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float, ...]],
+                      samples: int = PAIRED_SAMPLES, seed: int = PAIRED_SEED) -> dict | None:
+    """statistic(a) - statistic(b) over the utterances both systems were scored on, with a percentile
+    bootstrap 95% interval that resamples utterances (paired: the same sentences on both sides).
+
+    Each utterance holds one value (the statistic is the mean) or a (numerator, denominator) pair (the
+    statistic is a ratio of sums, as corpus WER is). None when fewer than 2 utterances are shared."""
+    utts = sorted(set(a) & set(b))
+    if len(utts) < 2:
+        return None
+    x = np.array([a[u] for u in utts], dtype=np.float64)
+    y = np.array([b[u] for u in utts], dtype=np.float64)
+
+    def statistic(values: np.ndarray) -> np.ndarray:  # [..., n, k] -> [...]
+        if values.shape[-1] == 1:
+            return values[..., 0].mean(axis=-1)
+        return values[..., 0].sum(axis=-1) / values[..., 1].sum(axis=-1)
+
+    idx = np.random.default_rng(seed).integers(0, len(utts), size=(samples, len(utts)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        differences = statistic(x[idx]) - statistic(y[idx])
+    differences = differences[np.isfinite(differences)]
+    if differences.size == 0:
+        return None
+    return {"difference": float(statistic(x) - statistic(y)),
+            "ci": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
+            "n": len(utts), "samples": samples, "seed": seed}
+
+
+def _per_utterance(record: SystemRecord) -> dict[str, dict[str, tuple[float, ...]]]:
+    """metric -> utt -> the values behind it, from quality.tsv."""
+    if record.quality_rows_path is None:
+        return {}
+    rows = read_quality_rows(record.quality_rows_path)
+    out = {}
+    for metric, columns in PAIRED_COLUMNS.items():
+        values = [quality_column(rows, c, record.quality_rows_path) for c in columns]
+        if all(v is not None for v in values):
+            shared = set.intersection(*(set(v) for v in values))
+            out[metric] = {u: tuple(v[u] for v in values) for u in shared}
+    return out
+
+
+def quality_comparison(record: SystemRecord, reference: SystemRecord,
+                       per_utt: dict[str, dict[str, dict[str, tuple[float, ...]]]]) -> list[dict]:
+    """Each quality metric of `record` beside the reference system's, with a paired interval where the
+    per-utterance values allow one."""
+    out = []
+    for metric in QUALITY_METRICS:
+        value, base = record.quality_value(metric), reference.quality_value(metric)
+        if value is None or base is None:
+            continue
+        item = {"metric": metric.key, "value": value, "reference_value": base, "difference": value - base,
+                "relative": (value - base) / abs(base) if base else None,
+                "lower_is_better": metric.lower_is_better, "paired": None}
+        a, b = per_utt.get(record.name, {}).get(metric.key), per_utt.get(reference.name, {}).get(metric.key)
+        if a is not None and b is not None:
+            item["paired"] = paired_difference(a, b)
+        out.append(item)
+    rtf, base_rtf = (record.quality or {}).get("decoder_rtf"), (reference.quality or {}).get("decoder_rtf")
+    if rtf is not None and base_rtf is not None:
+        out.append({"metric": "decoder_rtf", "value": rtf, "reference_value": base_rtf,
+                    "difference": rtf - base_rtf, "relative": (rtf - base_rtf) / base_rtf if base_rtf else None,
+                    "lower_is_better": True, "paired": None})
+    return out
+
+
+def reference_system(records: list[SystemRecord]) -> SystemRecord:
+    """The baseline every system is compared with: vp when reported, else the first system."""
+    return next((r for r in records if r.name == REFERENCE_SYSTEM), records[0])
+
+
+def ordered_attacks(records: list[SystemRecord]) -> list[str]:
+    """Attacks in the order they ran, the text-side ones last."""
+    names = list(dict.fromkeys(a for r in records for a in r.attack_names))
+    return [a for a in names if a not in TEXT_SIDE_ATTACKS] + [a for a in names if a in TEXT_SIDE_ATTACKS]
+
+
+def headline_row(record: SystemRecord) -> dict:
+    strongest = record.strongest()
+    row = dict.fromkeys(HEADLINE_COLUMNS)
+    row.update({"system": record.name, "kind": record.kind, "order": record.order,
+                "parameters": record.parameters, "steps": record.steps, "epochs": record.epochs,
+                "num_train_utts": record.num_train_utts, "epsilon": record.epsilon})
+    if strongest is not None:
+        row.update({"strongest_attack": strongest.attack, "strongest_source": strongest.source,
+                    "strongest_t": strongest.t})
+        for name in ("auroc", "tpr@1%fpr"):
+            row[name] = strongest.values[name]
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = strongest.values[f"{name}_ci"]
+    for attack in TEXT_SIDE_ATTACKS:
+        entry = record.strongest_for(attack)
+        row[f"{attack}_auroc"] = None if entry is None else entry.auroc
+    for metric in QUALITY_METRICS:
+        row[metric.key] = record.quality_value(metric)
+        if metric.reference is not None:
+            row[f"{metric.key}_reference"] = record.quality_value(metric, "reference")
+        for name, size in zip(("n_generated", "n_reference") if len(metric.sizes) == 2 else ("n",),
+                              record.quality_sizes(metric)):
+            row[f"{metric.key}_{name}"] = size
+    row["decoder_rtf"] = (record.quality or {}).get("decoder_rtf")
+    return row
+
+
+def _run_summary(record: SystemRecord, run) -> dict:
+    attacks = {}
+    for attack in run.attacks:
+        result = run.metrics["attacks"][attack]
+        attacks[attack] = {"best_t": result["best_t"], "best": result["by_t"][result["best_t"]],
+                           "by_t": result["by_t"]}
+    return {"path": str(run.path), "attacks": attacks, "bootstrap": run.metrics.get("bootstrap"),
+            "settings": run.settings, "rows": None if run.rows_path is None else str(run.rows_path),
+            "model_step": record.attack_step(run)}
+
+
+def _quality_summary(record: SystemRecord) -> dict | None:
+    if record.quality is None:
+        return None
+    q = record.quality
+    out = {"path": str(record.quality_path)}
+    for metric in QUALITY_METRICS:
+        if record.quality_value(metric) is not None:
+            out[metric.key] = {"generated": record.quality_value(metric),
+                               "reference": record.quality_value(metric, "reference"),
+                               "sizes": record.quality_sizes(metric)}
+    out["decoder_rtf"] = q.get("decoder_rtf")
+    out["settings"] = {k: q.get(k) for k in ("split", "n_utterances", "vocoder", "sampler", "steps",
+                                             "temperature", "seed", "step", "reference", "device")}
+    return out
+
+
+def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path,
+                  splits_path: Path | None, splits: dict | None) -> dict:
+    """Every number of the report, computed from the records."""
+    reference = reference_system(records)
+    per_utt = {r.name: _per_utterance(r) for r in records}
+    systems = {}
+    for record in records:
+        aucs = {f"{c.source}/{c.attack}@{c.t}": c.auc for c in figures.curves.get(record.name, [])}
+        systems[record.name] = {
+            "path": str(record.path),
+            "kind": record.kind, "order": record.order, "parameters": record.parameters,
+            "steps": record.steps, "epochs": record.epochs, "num_train_utts": record.num_train_utts,
+            "latest_checkpoint_step": record.latest_checkpoint_step, "seed": record.seed,
+            "epsilon": record.epsilon, "privacy": record.privacy, "system": record.system_info,
+            "train_summary": record.train_summary,
+            "strongest": entry_record(record.strongest()),
+            "strongest_decoder": entry_record(record.strongest(decoder_only=True)),
+            "text_side": {a: entry_record(record.strongest_for(a)) for a in TEXT_SIDE_ATTACKS},
+            "attack_runs": {run.source: _run_summary(record, run) for run in record.attack_runs},
+            "roc_auc_from_rows": aucs,
+            "quality": _quality_summary(record),
+            "quality_vs_reference": (quality_comparison(record, reference, per_utt)
+                                     if record is not reference else []),
+            "training_aurocs": {a: [list(p) for p in points] for a, points in record.training_aurocs.items()},
+        }
+    attack_tables = {}
+    for attack in ordered_attacks(records):
+        attack_tables[attack] = [{"system": r.name, **entry_record(e)} for r in records for e in r.best_entries(attack)]
+    summary = {
+        "format": REPORT_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exp_dir": str(exp_dir),
+        "systems_order": [r.name for r in records],
+        "reference_system": reference.name,
+        "splits": {"path": str(splits_path) if splits_path else None, **(splits or {})} if splits else None,
+        "headline": [headline_row(r) for r in records],
+        "attack_tables": attack_tables,
+        "systems": systems,
+        "figures": figures.files,
+        "notes": {
+            "epsilon": "null means no privacy.json: no differential-privacy guarantee (epsilon is infinite)",
+            "strongest": "maximum AUROC over every attack directory, attack and t of a system; best t is "
+                         "selected on the evaluation rows (optimistic for the attacker)",
+            "quality_vs_reference": "difference = system - reference system; paired intervals resample the "
+                                    "shared test utterances (percentile bootstrap, 95%)",
+        },
+    }
+    summary["findings"] = findings(records, reference, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _sig(value, digits: int = 4) -> str:
+    return DASH if value is None else f"{value:.{digits}g}"
+
+
+def _ci(values: dict | None, name: str, digits: int = 3) -> str:
+    if values is None:
+        return DASH
+    low, high = values[f"{name}_ci"]
+    return f"{values[name]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _pct(value) -> str:
+    return DASH if value is None else f"{100 * value:.1f}%"
+
+
+def _count(value) -> str:
+    if value is None:
+        return DASH
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    return f"{value / 1e3:.1f}k" if value >= 1e4 else str(value)
+
+
+def _epsilon(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:g}"
+
+
+def _t(t: str | None) -> str:
+    return DASH if t is None or t == NO_T else t
+
+
+def _where(entry: dict) -> str:
+    t = "" if entry["t"] == NO_T else f", t={entry['t']}"
+    return f"{entry['attack']}{t}, {entry['source']}"
+
+
+def _cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _kind(row: dict) -> str:
+    if row["kind"] is None:
+        return DASH
+    return row["kind"] if row["order"] is None else f"{row['kind']} (order {row['order']})"
+
+
+def _quality_pair(value, reference, fmt) -> str:
+    if value is None:
+        return DASH
+    return fmt(value) if reference is None else f"{fmt(value)} ({fmt(reference)})"
+
+
+def _fd(row: dict, key: str) -> str:
+    if row[key] is None:
+        return DASH
+    return f"{_sig(row[key])} (n {row[f'{key}_n_generated']}/{row[f'{key}_n_reference']})"
+
+
+def _metric_label(key: str) -> str:
+    labels = {m.key: m.label for m in QUALITY_METRICS}
+    return labels.get(key, {"decoder_rtf": "decoder RTF"}.get(key, key))
+
+
+def _metric_value(key: str, value: float) -> str:
+    return _pct(value) if key == "wer" else _sig(value, 3)
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def _describe_comparison(item: dict) -> str:
+    key = item["metric"]
+    text = f"{_metric_label(key)} {_metric_value(key, item['value'])} vs {_metric_value(key, item['reference_value'])}"
+    paired = item["paired"]
+    difference = item["difference"] if paired is None else paired["difference"]
+    if difference == 0:
+        return text + " (equal)"
+    better = (difference < 0) == item["lower_is_better"]
+    if paired is None:
+        relative = "" if item["relative"] is None else f"{100 * item['relative']:+.0f}%, "
+        return text + f" ({relative}{'better' if better else 'worse'}; no interval)"
+    low, high = paired["ci"]
+    scale = 100 if key == "wer" else 1
+    unit = " points" if key == "wer" else ""
+    resolved = low > 0 or high < 0
+    return (text + f" (paired difference {scale * paired['difference']:+.3g}{unit} "
+            f"[{scale * low:+.3g}, {scale * high:+.3g}] over {paired['n']} sentences: "
+            + (f"{'better' if better else 'worse'}, resolved)" if resolved else "not resolved)"))
+
+
+def findings(records: list[SystemRecord], reference: SystemRecord, summary: dict) -> list[str]:
+    """Statements read off the numbers: the ranking, the lowest system against the baseline and what it
+    costs in quality, resolved or not, and the caveats that apply to these particular results."""
+    out: list[str] = []
+    systems = summary["systems"]
+    attacked = [r for r in records if r.strongest() is not None]
+    if not attacked:
+        out.append("No system has attack results, so the report says nothing about privacy.")
+    else:
+        ranked = sorted(attacked, key=lambda r: r.strongest().auroc)
+        out.append("Strongest-attack AUROC, lowest first: " + "; ".join(
+            f"{r.name} {_ci(r.strongest().values, 'auroc')} ({_where(entry_record(r.strongest()))})"
+            for r in ranked) + ".")
+        base = reference.strongest()
+        lowest = ranked[0]
+        if base is None:
+            out.append(f"The reference system {reference.name} has no attack results, so no system can be "
+                       f"compared with it; {lowest.name} has the lowest strongest-attack AUROC.")
+        elif lowest is reference:
+            out.append(f"The reference system {reference.name} already has the lowest strongest-attack AUROC: "
+                       "no other system lowers it.")
+        for record in ranked:
+            if record is reference or base is None:
+                continue
+            s = record.strongest()
+            sentence = (f"{record.name}{' has the lowest strongest-attack AUROC,' if record is lowest else ':'} "
+                        f"{s.auroc:.3f} {_interval(s.values['auroc_ci'])} against {base.auroc:.3f} "
+                        f"{_interval(base.values['auroc_ci'])} for {reference.name} "
+                        f"({s.auroc - base.auroc:+.3f}); ")
+            if intervals_overlap(s.values["auroc_ci"], base.values["auroc_ci"]):
+                sentence += (f"the 95% intervals overlap, so the difference is not resolved with "
+                             f"{s.values['num_members']} members / {s.values['num_nonmembers']} non-members.")
+            else:
+                sentence += "the 95% intervals do not overlap, so the difference is resolved."
+            comparisons = systems[record.name]["quality_vs_reference"]
+            if record.quality is None:
+                sentence += " It has no evaluate/quality.json, so its quality cost is unknown."
+            elif reference.quality is None:
+                sentence += f" {reference.name} has no quality results to compare its quality with."
+            elif comparisons:
+                sentence += (f" Quality against {reference.name}: "
+                             + "; ".join(_describe_comparison(c) for c in comparisons) + ".")
+                differing = _differing_quality_settings(record, reference)
+                if differing:
+                    sentence += (f" Its quality was measured with other settings than {reference.name}'s ("
+                                 + ", ".join(differing) + "), so these differences mix the systems with the "
+                                 "settings.")
+            out.append(sentence)
+        out += _privacy_caveats(records, attacked)
+    out += _coverage(records)
+    return out
+
+
+# Quality settings under which two systems' numbers are comparable.
+QUALITY_SETTINGS = ("split", "n_utterances", "vocoder", "reference")
+
+
+def _differing_quality_settings(record: SystemRecord, reference: SystemRecord) -> list[str]:
+    return [f"{key} {record.quality.get(key)} vs {reference.quality.get(key)}" for key in QUALITY_SETTINGS
+            if record.quality.get(key) != reference.quality.get(key)]
+
+
+def _interval(ci: list[float]) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _privacy_caveats(records: list[SystemRecord], attacked: list[SystemRecord]) -> list[str]:
+    out = []
+    at_chance = [r.name for r in attacked if r.strongest().values["auroc_ci"][0] <= 0.5]
+    if at_chance:
+        out.append(f"For {', '.join(at_chance)} even the strongest attack's interval includes 0.5: no attack "
+                   "tells members from non-members better than chance at this sample size.")
+    text_led = [r for r in attacked if r.strongest().attack in TEXT_SIDE_ATTACKS]
+    for record in text_led:
+        s, decoder = record.strongest(), record.strongest(decoder_only=True)
+        tail = ("it has no decoder attack results" if decoder is None else
+                f"the strongest decoder attack reaches {decoder.auroc:.3f} ({_where(entry_record(decoder))})")
+        out.append(f"For {record.name} the strongest attack is on the text side ({s.attack}, AUROC "
+                   f"{s.auroc:.3f}), which no diffusion defense protects; {tail}.")
+    if text_led:
+        decoders = sorted((r for r in attacked if r.strongest(decoder_only=True) is not None),
+                          key=lambda r: r.strongest(decoder_only=True).auroc)
+        if decoders:
+            d = decoders[0].strongest(decoder_only=True)
+            out.append(f"Leaving the text side out, the lowest strongest decoder attack is {decoders[0].name}'s, "
+                       f"{_ci(d.values, 'auroc')} ({_where(entry_record(d))}).")
+    for record in records:
+        if record.privacy is None:
+            continue
+        epsilon, delta = record.epsilon, float(record.privacy.get("delta", 0.0))
+        bound = math.exp(epsilon) * FPR_TARGETS["tpr@1%fpr"] + delta
+        s = record.strongest()
+        measured = "" if s is None else f"; the strongest attack measures {s.values['tpr@1%fpr']:.3f}"
+        covers = f", covering {record.privacy['covers']}" if record.privacy.get("covers") else ""
+        limit = (f"TPR@1%FPR <= {bound:.3f}" if bound < 1 else
+                 f"the bound on TPR@1%FPR is {bound:.3g}, above 1: vacuous at this epsilon")
+        out.append(f"{record.name} is trained with ({epsilon:g}, {delta:g})-differential privacy"
+                   f"{covers}: any attack on what it covers has TPR <= e^eps FPR + delta, so {limit}{measured}.")
+    for record in records:
+        trained = record.steps if record.steps is not None else record.latest_checkpoint_step
+        for run in record.attack_runs:
+            if run.source != "attack":  # attack_<label>/ may attack a component (a teacher) with its own steps
+                continue
+            step = record.attack_step(run)
+            if step is not None and trained is not None and step != trained:
+                out.append(f"{run.path} attacked the model at step {step}, but {record.name}'s "
+                           f"{'training ended' if record.steps is not None else 'latest checkpoint is'} at step "
+                           f"{trained}: the attack results are for another model; re-run the attack.")
+    nonmembers = sorted({e.values["num_nonmembers"] for r in attacked for a in r.attack_names
+                         for e in r.best_entries(a)})
+    members = sorted({e.values["num_members"] for r in attacked for a in r.attack_names for e in r.best_entries(a)})
+    # below 1/N the only FPR an N-non-member attack can show is 0
+    coarse = [name.upper() for name, target in FPR_TARGETS.items() if nonmembers and nonmembers[0] * target < 1]
+    if coarse:
+        out.append(f"With {nonmembers[0]}{'' if len(nonmembers) == 1 else f' to {nonmembers[-1]}'} non-members, "
+                   f"{' and '.join(coarse)} {'is' if len(coarse) == 1 else 'are'} the TPR at zero false "
+                   "positives.")
+    if len(members) > 1 or len(nonmembers) > 1:
+        out.append(f"Attack sample sizes differ between results (members {members[0]} to {members[-1]}, "
+                   f"non-members {nonmembers[0]} to {nonmembers[-1]}): compare intervals, not point values.")
+    out.append("Best t and the strongest attack are picked on the evaluation rows themselves, as the published "
+               "attacks report them: an optimistic bound for the attacker, inflated further by the number of "
+               "attacks and t values tried.")
+    return out
+
+
+def _coverage(records: list[SystemRecord]) -> list[str]:
+    out = []
+    no_attack = [r.name for r in records if not r.attack_runs]
+    no_quality = [r.name for r in records if r.quality is None]
+    if no_attack:
+        out.append(f"No attack results for: {', '.join(no_attack)}.")
+    if no_quality:
+        out.append(f"No quality results for: {', '.join(no_quality)}.")
+    return out
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def _headline_table(summary: dict) -> str:
+    header = ["system", "kind", "parameters", "steps / epochs", "members", "epsilon", "strongest attack",
+              "AUROC [95% CI]", "TPR@1%FPR [95% CI]", "duration AUROC", "prior AUROC", "FD speaker (n)",
+              "FD log-mel (n frames)", "DNSMOS OVRL gen (ref)", "WER gen (ref)", "MCD dB", "decoder RTF"]
+    rows = []
+    for row in summary["headline"]:
+        strongest = summary["systems"][row["system"]]["strongest"]
+        latest = summary["systems"][row["system"]]["latest_checkpoint_step"]
+        if row["steps"] is not None:
+            steps = f"{row['steps']} / {DASH if row['epochs'] is None else row['epochs']}"
+        else:
+            steps = DASH if latest is None else f"{latest} (latest checkpoint) / {DASH}"
+        rows.append([
+            row["system"], _kind(row), _count(row["parameters"]), steps, _count(row["num_train_utts"]),
+            _epsilon(row["epsilon"]), DASH if strongest is None else _where(strongest),
+            _ci(strongest, "auroc"), _ci(strongest, "tpr@1%fpr"), _fmt(row["duration_auroc"]),
+            _fmt(row["prior_auroc"]), _fd(row, "fd_speaker"), _fd(row, "fd_logmel"),
+            _quality_pair(row["dnsmos_ovrl"], row["dnsmos_ovrl_reference"], lambda v: f"{v:.2f}"),
+            _quality_pair(row["wer"], row["wer_reference"], _pct),
+            DASH if row["mcd"] is None else f"{row['mcd']:.2f}", _sig(row["decoder_rtf"], 3),
+        ])
+    return _table(header, rows)
+
+
+def _attack_tables(summary: dict) -> str:
+    parts = []
+    for attack, rows in summary["attack_tables"].items():
+        side = " (text side)" if attack in TEXT_SIDE_ATTACKS else ""
+        parts.append(f"### {attack}{side}\n")
+        header = ["system", "attack dir", "best t", "AUROC [95% CI]", "ASR [95% CI]", "TPR@1%FPR [95% CI]",
+                  "TPR@0.1%FPR [95% CI]", "members / non-members"]
+        parts.append(_table(header, [[r["system"], r["source"], _t(r["t"]), *(_ci(r, m) for m in METRICS),
+                                      f"{r['num_members']} / {r['num_nonmembers']}"] for r in rows]) + "\n")
+    return "\n".join(parts)
+
+
+FIGURE_CAPTIONS = {
+    "roc": ("ROC curves", "ROC curves on log-log axes, recomputed from rows.tsv with scikit-learn: per system, "
+            "each attack at its best t (for systems with several attack directories, from the directory where "
+            "that attack is strongest; the directory is named in brackets). The legend gives each curve's area, "
+            "checked against metrics.json. The dashed line is chance; curves start at the left edge where "
+            "the false positive rate is 0."),
+    "auroc_vs_t": ("AUROC against t", "AUROC against t (a fraction of the process's horizon) for each attack "
+                   "with a t grid, a line per system and attack directory, the bootstrap 95% interval as a band. "
+                   "Attacks without t (duration, prior) are in the tables only."),
+    "privacy_vs_quality": ("Privacy against quality", "The strongest-attack AUROC (bars: its 95% interval) "
+                           "against each quality metric. Down is more private; the better side of each x axis "
+                           "is named in its label. A dotted line marks the real recordings' own value where all "
+                           "systems share one."),
+    "auroc_during_training": ("AUROC during training", "AUROC of the attacks run during training "
+                              "(train.attack_every_epochs), from train_log.jsonl."),
+}
+
+
+def _figures(summary: dict) -> str:
+    if not summary["figures"]:
+        return "No figure: no attack rows, t grids, quality results or training-time attacks to draw.\n"
+    parts = []
+    for name, file in summary["figures"].items():
+        title, caption = FIGURE_CAPTIONS[name]
+        parts.append(f"### {title}\n\n![{title}]({file})\n\n{caption}\n")
+    missing = [f"{s}/{run}" for s, info in summary["systems"].items() for run, r in info["attack_runs"].items()
+               if r["rows"] is None]
+    if missing:
+        parts.append(f"No rows.tsv (no ROC curve, AUROCs not re-checked) for: {', '.join(missing)}.\n")
+    return "\n".join(parts)
+
+
+HOW_TO_READ = """\
+- **AUROC**: the probability that a random member scores higher than a random non-member (members are
+  the positive class; 0.5 is chance, 1 a perfect attack). Intervals are percentile bootstrap 95% intervals
+  over utterances, members and non-members resampled separately (the sample count is in the setup).
+- **ASR**: the attack success rate, the best balanced accuracy (TPR + 1 - FPR) / 2 over all thresholds. The
+  threshold is chosen on the same rows, so it is optimistic.
+- **TPR at low FPR**: the fraction of members caught while at most 1% (0.1%) of non-members are falsely
+  flagged, the largest TPR whose FPR does not exceed the target. It measures whether an attack is confident
+  about some members, which AUROC averages away (Carlini et al., 2022). With N non-members the FPR moves
+  in steps of 1/N: below 1000 non-members TPR@0.1%FPR is the TPR at zero false positives, and its interval
+  is wide.
+- **Best t and the strongest attack**: each attack sweeps t over a grid and reports its best t; the
+  headline takes the maximum over all attacks, t and attack directories (a defense is only as good as the
+  strongest attack against it). Both are selected on the evaluation rows themselves, as the published
+  attacks report them, so they are an optimistic bound for the attacker: with many attacks and t values,
+  the maximum of chance-level AUROCs lies above 0.5.
+- **Duration and prior AUROC**: attacks on the text encoder and duration predictor, which are trained on the
+  members too. No diffusion-decoder defense protects them, so they bound what such a defense can achieve.
+- **Frechet distances** (FD speaker: Resemblyzer speaker embeddings, n = utterances; FD log-mel: 80-band
+  log-mel frames, n = frames) between the generated and the real sets; lower is better. They are biased
+  upwards at small n (noisy covariances; singular when n is not above the dimension), so compare them only
+  at equal n, which the table states.
+- **DNSMOS OVRL**: a non-intrusive MOS estimate (1 to 5) from Microsoft's DNS challenge models, trained on
+  human speech; on synthetic or vocoded audio it is a rough guide. The real recordings' value, passed
+  through the same vocoder, is in parentheses.
+- **WER**: corpus word error rate of pocketsphinx's English model against the input text (jiwer).
+  pocketsphinx recognises eSpeak NG speech poorly, so on the mini corpus read the generated WER against the
+  real recordings' own WER in parentheses; on LJSpeech it is a usable intelligibility signal.
+- **MCD**: mel-cepstral distortion in dB between each generated utterance and its real recording, aligned
+  with DTW; lower is better.
+- **Decoder RTF**: seconds of decoding per second of audio (vocoder excluded) on the evaluation device.
+- **epsilon**: the (epsilon, delta) differential-privacy guarantee of a DP-trained system, over what its
+  privacy.json says it covers; any membership attack then has TPR <= e^epsilon FPR + delta. inf means no
+  formal guarantee.
+- **Paired differences** in the findings: a quality metric's difference from the reference system over the
+  test sentences both were scored on, with a percentile bootstrap 95% interval over sentences; a difference
+  whose interval includes 0 is not resolved.
+"""
+
+
+def _json_block(value) -> str:
+    return "```json\n" + json.dumps(value, indent=2) + "\n```"
+
+
+def _setup_system(name: str, info: dict, config_text: str | None) -> str:
+    lines = [f"### {name}\n", f"- directory: `{info['path']}`"]
+    order = "" if info["order"] is None else f", order {info['order']}"
+    seed = DASH if info["seed"] is None else info["seed"]
+    lines.append(f"- model: {info['kind'] or DASH}{order}, {_count(info['parameters'])} parameters, "
+                 f"training seed {seed}")
+    ts = info["train_summary"]
+    if ts:
+        lines.append(f"- training: step {ts.get('step')}, epoch {ts.get('epoch')}, split '{ts.get('train_split')}' "
+                     f"({ts.get('num_train_utts')} utterances), {ts.get('train_seconds')} s at "
+                     f"{ts.get('utts_per_second')} utterances/s on {ts.get('device')} "
+                     f"({ts.get('world_size', 1)} rank(s)); finished: {ts.get('finished')}")
+    elif info["latest_checkpoint_step"] is not None:
+        lines.append(f"- training: no train_summary.json (not finished); latest checkpoint at step "
+                     f"{info['latest_checkpoint_step']}")
+    else:
+        lines.append("- training: no train_summary.json")
+    for source, run in info["attack_runs"].items():
+        s = run["settings"] or {}
+        boot = run["bootstrap"] or {}
+        grids = s.get("t_grids") or {}
+        lines.append(
+            f"- `{source}/`: model step {s.get('step', DASH)} ({s.get('weights', DASH)} weights), members "
+            f"'{s.get('member_split', DASH)}' ({s.get('num_members', DASH)}) vs non-members "
+            f"'{s.get('nonmember_split', DASH)}' ({s.get('num_nonmembers', DASH)}), seed {s.get('seed', DASH)}, "
+            f"batch {s.get('batch_size', DASH)}, bootstrap {boot.get('samples', DASH)} samples "
+            f"(seed {boot.get('seed', DASH)}, stratified {boot.get('stratified', DASH)})")
+        for attack in run["attacks"]:
+            grid = ", ".join(_t(t) for t in grids.get(attack, [])) or DASH
+            params = (s.get("params") or {}).get(attack) or {}
+            timing = (s.get("timing") or {}).get(attack) or {}
+            extra = "".join([f"; parameters {json.dumps(params)}" if params else "",
+                             f"; {timing['utts_per_second']} utterances/s" if timing else ""])
+            lines.append(f"  - {attack}: t grid {grid}{extra}")
+        if not run["settings"]:
+            lines.append("  - no attack.json: settings unknown")
+    q = info["quality"]
+    if q:
+        st = q["settings"]
+        lines.append(f"- quality: split '{st['split']}' ({st['n_utterances']} sentences), vocoder {st['vocoder']}, "
+                     f"sampler {st['sampler']}, {st['steps']} steps, temperature {st['temperature']}, seed "
+                     f"{st['seed']}, model step {st['step']}; reference: {st['reference']}")
+    else:
+        lines.append("- quality: no evaluate/quality.json")
+    if info["privacy"]:
+        lines.append("- privacy.json:\n\n" + _indent(_json_block(info["privacy"])))
+    if info["system"]:
+        lines.append("- system.json:\n\n" + _indent(_json_block(info["system"])))
+    if config_text is not None:
+        lines.append(f"\n<details><summary>{name}: config.yaml</summary>\n\n```yaml\n{config_text.rstrip()}\n```\n\n"
+                     "</details>")
+    else:
+        lines.append("- no config.yaml")
+    return "\n".join(lines) + "\n"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.splitlines())
+
+
+def _setup(summary: dict, records: list[SystemRecord]) -> str:
+    parts = []
+    splits = summary["splits"]
+    if splits:
+        sizes = splits.get("sizes", {})
+        parts.append(f"Data: `{splits['path']}`, corpus `{splits.get('corpus_dir', DASH)}`, "
+                     f"{splits.get('num_utterances', DASH)} utterances, split seed {splits.get('seed', DASH)}.\n")
+        parts.append(_table(list(sizes), [list(sizes.values())]) + "\n")
+        if splits.get("protocol"):
+            parts.append(f"Protocol: {splits['protocol']}.\n")
+    else:
+        parts.append("Data: no splits.json found (pass --data-dir).\n")
+    for record in records:
+        parts.append(_setup_system(record.name, summary["systems"][record.name], record.config_text))
+    return "\n".join(parts)
+
+
+def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
+    reference = summary["reference_system"]
+    sections = [
+        "# holdtts report: membership privacy beside audio quality\n",
+        f"Systems from `{summary['exp_dir']}`: {', '.join(summary['systems_order'])}. Generated "
+        f"{summary['created']}. Every number below is in report.json, the headline table also in headline.tsv.\n",
+        "## Headline\n",
+        "One row per system. The strongest attack is the highest AUROC over all of the system's attack "
+        "directories, attacks and t (named as attack, t, directory). DNSMOS and WER give the real recordings' "
+        "own value in parentheses.\n",
+        _headline_table(summary) + "\n",
+        "## Findings\n",
+        f"Computed from the tables; the reference system is {reference}.\n",
+        "\n".join(f"- {line}" for line in summary["findings"]) + "\n",
+        "## Attacks\n",
+        "Each attack at its best t, per system and attack directory.\n",
+        _attack_tables(summary) if summary["attack_tables"] else "No attack results.\n",
+        "## Figures\n",
+        _figures(summary),
+        "## How to read this\n",
+        HOW_TO_READ,
+        "## Setup\n",
+        _setup(summary, records),
+    ]
+    return "\n".join(sections)
+
+
+def headline_tsv(summary: dict) -> str:
+    def field(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return "inf" if math.isinf(value) else repr(value)
+        return str(value)
+
+    lines = ["\t".join(HEADLINE_COLUMNS)]
+    lines += ["\t".join(field(row[c]) for c in HEADLINE_COLUMNS) for row in summary["headline"]]
+    return "\n".join(lines) + "\n"
