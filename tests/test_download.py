@@ -9,12 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from corpus_factory import make_archive, make_corpus, utt_id
 
 from holdtts.cli import main
 from holdtts.data.download import download_file, download_ljspeech, extract_archive, sha256_file
 from holdtts.data.splits import load_splits, prepare_data_dir
 from holdtts.errors import HoldttsError, InputError
+
+from corpus_factory import make_archive, make_corpus, utt_id
 
 
 @pytest.fixture(scope="module")

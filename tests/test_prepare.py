@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_factory import SR, make_corpus, metadata_line, num_samples, utt_id, write_metadata, write_wav
 
 from holdtts.cli import main
 from holdtts.data import splits as splits_module
@@ -18,6 +17,8 @@ from holdtts.data.corpus import check_wav, read_metadata
 from holdtts.data.splits import SPLITS, TABLES, load_splits, load_splits_meta, make_splits, prepare_data_dir
 from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError, InputError
+
+from corpus_factory import SR, make_corpus, metadata_line, num_samples, utt_id, write_metadata, write_wav
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:

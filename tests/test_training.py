@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config
 
 from holdtts.errors import ConfigError
 from holdtts.training.checkpoint import list_checkpoints, load_checkpoint
 from holdtts.training.trainer import Trainer
+
+from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
