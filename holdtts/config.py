@@ -118,7 +118,8 @@ class TrainConfig:
     sample_every: int = 5000  # steps between mel images and audio written to TensorBoard
     num_workers: int = 0
     attack_every_epochs: int = 0  # run `attack` every N epochs and log its AUROC (0: never)
-    attack: str = "pia"
+    attack: str = "pia"  # comma-separated attack names for attack_every_epochs
+    attack_max_utts: int = 64  # members (and as many non-members) attacked during training
 
 
 @dataclass
@@ -139,7 +140,10 @@ class DPConfig:
     noise_multiplier: float | None = None  # alternatively, a fixed noise multiplier
     delta: float | None = None  # default: 1 / number of training utterances
     max_grad_norm: float = 1.0  # per-sample clipping bound
-    accountant: str = "prv"  # Opacus accountant: "prv", "rdp" or "gdp"
+    accountant: str = "prv"  # Opacus accountant: "prv" or "rdp"
+    # Memory only: forward/backward each Poisson batch in chunks of at most this many utterances, one noisy
+    # step per batch (Opacus's BatchMemoryManager). 0: the whole batch at once.
+    max_physical_batch_size: int = 0
 
 
 @dataclass

@@ -9,7 +9,8 @@
 #   - a stage that was interrupted has no marker and is redone (each holdtts command writes atomically,
 #     so a half-finished stage leaves nothing that looks complete);
 #   - a stage whose command or input files changed since it was done is an error naming the marker:
-#     outputs are never silently reused nor silently overwritten.
+#     outputs are never silently reused nor silently overwritten;
+#   - `stage_always=1 run_stage ...` runs every time (for cheap stages that summarise the others).
 
 log() { printf '%s %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
 
@@ -42,7 +43,7 @@ run_stage() {
   local marker="$done_dir/stage$n.$name.done" logfile="$log_dir/stage$n.$name.log"
   local fingerprint
   fingerprint=$(_stage_fingerprint "$@")
-  if [ -f "$marker" ]; then
+  if [ -f "$marker" ] && [ "${stage_always:-0}" != 1 ]; then
     if [ "$(cat "$marker")" = "$fingerprint" ]; then
       log "stage $n ($name): already done, skipping (remove $marker to redo)"
       return 0

@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# LJSpeech recipe for holdtts: corpus -> tables and splits -> features (-> train -> attack -> evaluate
-# -> report, added stage by stage). Runs on the real LJSpeech 1.1 (--corpus ljspeech) or on the embedded
-# mini corpus that holdtts synthesizes offline with eSpeak NG (--corpus mini, the default).
+# The LJSpeech recipe of holdtts: corpus -> tables and membership splits -> features -> vocoder ->
+# TTS systems (order-1 Grad-TTS, HOLD++ of orders 2-4, dual-model defenses, DP-SGD) -> membership-
+# inference attacks -> audio quality -> one privacy-vs-quality report.
 #
-#   ./run.sh                                  # the mini corpus, every stage, on the CPU
-#   ./run.sh --corpus ljspeech                # downloads LJSpeech 1.1 (2.6 GB) and runs at full scale
-#   ./run.sh --corpus ljspeech --ljspeech-dir /data/LJSpeech-1.1   # use an existing copy
-#   ./run.sh --stage 2 --stop-stage 2         # one stage
+#   ./run.sh                                   # the embedded mini corpus (eSpeak NG, offline), tiny models, CPU
+#   ./run.sh --corpus ljspeech                 # downloads LJSpeech 1.1 (2.6 GB), published model sizes
+#   ./run.sh --corpus ljspeech --ljspeech-dir /data/LJSpeech-1.1   # an existing copy
+#   ./run.sh --stage 4 --stop-stage 4 --systems "hold3"            # one stage, one system
+#   ./run.sh --systems "vp hold3 dualmd distillmd vp_dp"           # any systems with a conf/<name>.yaml
 #
+# Stages: 0 corpus, 1 prepare, 2 features, 3 vocoder, 4 train, 5 attack, 6 evaluate, 7 report.
 # Outputs (relative to this directory): downloads/ (corpora), data/ (tables, splits), dump/ (features),
-# exp/ (models, attacks, report), exp/log/ (one log per stage), exp/.done/ (done markers).
+# exp/<system>/ (checkpoints, TensorBoard, attack*/, evaluate/), exp/report/, exp/log/ (a log per
+# stage), exp/.done/ (done markers: a finished stage is skipped; a changed one is an error, never a
+# silent reuse).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
 stop_stage=100
-corpus=mini          # mini | ljspeech
-ljspeech_dir=        # an existing LJSpeech-1.1 directory (skips the download)
-mini_utts=256        # size of the mini corpus (up to LJSpeech's 13,100)
-seed=1234            # splits, corpus prosody, training
-num_members=         # members (default: half of the corpus, PIA's protocol); non-members: as many
-nj=$(nproc)          # parallel jobs for corpus synthesis and wav checks
-device=auto          # feature extraction device: auto | cpu | cuda
-recipe_options="stage stop_stage corpus ljspeech_dir mini_utts seed num_members nj device"
+corpus=mini            # mini | ljspeech
+ljspeech_dir=          # an existing LJSpeech-1.1 directory (skips the download)
+mini_utts=256          # size of the mini corpus (up to LJSpeech's 13,100)
+seed=1234              # splits, corpus prosody, training, attacks
+num_members=           # members (default: half of the corpus, PIA's protocol); non-members: as many
+systems="vp hold2 hold3 hold4 dualmd distillmd"   # each needs conf/<system>.yaml
+size=auto              # auto (tiny for mini, full for ljspeech) | tiny | full
+vocoder=auto           # auto (griffin-lim for mini, hifigan for ljspeech) | griffin-lim | hifigan
+attacks=auto           # auto (a CPU-friendly set for mini, all for ljspeech) | all | a comma list
+attack_utts=           # at most this many members and as many non-members per attack (default: all)
+eval_utts=             # quality: the first N test sentences (default: mini 8, ljspeech all)
+nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
+device=auto            # auto | cpu | cuda
+recipe_options="stage stop_stage corpus ljspeech_dir mini_utts seed num_members systems size vocoder attacks"
+recipe_options+=" attack_utts eval_utts nj device"
 help_message="Usage: $0 [options]   (see the comment at the top of run.sh and the README)"
 
 . ./path.sh
@@ -34,25 +45,89 @@ log_dir=exp/log
 
 case "$corpus" in
   mini)
-    corpus_dir=downloads/mini
-    run_stage 0 make-corpus holdtts make-corpus --out-dir "$corpus_dir" --num-utts "$mini_utts" \
-      --seed "$seed" --nj "$nj"
+    [ "$size" = auto ] && size=tiny
+    [ "$vocoder" = auto ] && vocoder=griffin-lim
+    [ "$attacks" = auto ] && attacks=loss,pia,pian,sima,pia_mc,sima_mc,duration,prior
+    [ -z "$eval_utts" ] && eval_utts=8
     ;;
   ljspeech)
-    if [ -n "$ljspeech_dir" ]; then
-      corpus_dir=$ljspeech_dir
-    else
-      corpus_dir=downloads/LJSpeech-1.1
-      run_stage 0 download holdtts download --out-dir downloads
-    fi
+    [ "$size" = auto ] && size=full
+    [ "$vocoder" = auto ] && vocoder=hifigan
+    [ "$attacks" = auto ] && attacks=all
     ;;
   *) echo "$0: --corpus must be mini or ljspeech, got '$corpus'" >&2; exit 2 ;;
 esac
+size_conf=()
+[ "$size" = tiny ] && size_conf=(--config conf/tiny.yaml)
 
+# ------------------------------------------------------------------ 0: the corpus
+if [ "$corpus" = mini ]; then
+  corpus_dir=downloads/mini
+  run_stage 0 make-corpus holdtts make-corpus --out-dir "$corpus_dir" --num-utts "$mini_utts" \
+    --seed "$seed" --nj "$nj"
+elif [ -n "$ljspeech_dir" ]; then
+  corpus_dir=$ljspeech_dir
+else
+  corpus_dir=downloads/LJSpeech-1.1
+  run_stage 0 download holdtts download --out-dir downloads
+fi
+
+# ------------------------------------------------------------------ 1-2: tables, splits, features
 prepare_args=(--corpus-dir "$corpus_dir" --data-dir data --seed "$seed" --nj "$nj")
 [ -n "$num_members" ] && prepare_args+=(--num-members "$num_members")
 run_stage 1 prepare holdtts prepare "${prepare_args[@]}"
-
 run_stage 2 features holdtts features --data-dir data --dump-dir dump --device "$device" --nj "$nj"
 
-log "recipe finished (stages $stage to $stop_stage)"
+# ------------------------------------------------------------------ 3: vocoder (members' audio only)
+vocoder_arg=griffin-lim
+if [ "$vocoder" = hifigan ]; then
+  vocoder_conf=(--config conf/vocoder_v1.yaml)
+  [ "$size" = tiny ] && vocoder_conf+=(--config conf/vocoder_tiny.yaml --set train.max_steps=200)
+  run_stage 3 vocoder holdtts train-vocoder "${vocoder_conf[@]}" --exp-dir exp/vocoder --data-dir data \
+    --split members --device "$device"
+  vocoder_arg=exp/vocoder
+elif [ "$vocoder" != griffin-lim ]; then
+  echo "$0: --vocoder must be auto, griffin-lim or hifigan, got '$vocoder'" >&2; exit 2
+fi
+
+# ------------------------------------------------------------------ 4: TTS systems
+for sys in $systems; do
+  [ -f "conf/$sys.yaml" ] || { echo "$0: no conf/$sys.yaml for system '$sys'" >&2; exit 2; }
+  run_stage 4 "train-$sys" holdtts train --config "conf/$sys.yaml" "${size_conf[@]}" --exp-dir "exp/$sys" \
+    --data-dir data --dump-dir dump --device "$device" --no-progress
+done
+
+# ------------------------------------------------------------------ 5: membership-inference attacks
+attack_args=(--data-dir data --dump-dir dump --seed "$seed" --device "$device")
+[ -n "$attack_utts" ] && attack_args+=(--max-utts "$attack_utts")
+for sys in $systems; do
+  case "$sys" in
+    dualmd*)
+      # white-box: each teacher against its own half; black-box: the deployed alternating pipeline
+      for k in 1 2; do
+        run_stage 5 "attack-$sys-teacher$k" holdtts attack --model "exp/$sys/teacher$k" \
+          --out-dir "exp/$sys/attack_teacher$k" --attack "$attacks" "${attack_args[@]}"
+      done
+      run_stage 5 "attack-$sys-blackbox" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack_blackbox" \
+        --attack synth_distance "${attack_args[@]}"
+      ;;
+    *)
+      run_stage 5 "attack-$sys" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack" --attack "$attacks" \
+        "${attack_args[@]}"
+      ;;
+  esac
+done
+
+# ------------------------------------------------------------------ 6: audio quality (non-member test sentences)
+eval_args=(--data-dir data --dump-dir dump --vocoder "$vocoder_arg" --seed "$seed" --device "$device")
+[ -n "$eval_utts" ] && eval_args+=(--max-utts "$eval_utts")
+for sys in $systems; do
+  run_stage 6 "evaluate-$sys" holdtts evaluate --model "exp/$sys" --out-dir "exp/$sys/evaluate" "${eval_args[@]}"
+done
+
+# ------------------------------------------------------------------ 7: the report
+# always rebuilt: it reads whatever the stages above left in exp/
+stage_always=1 run_stage 7 report holdtts report --exp-dir exp --data-dir data --systems "${systems// /,}" \
+  --overwrite
+
+log "recipe finished (stages $stage to $stop_stage); report: exp/report/report.md"

@@ -79,7 +79,7 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     from holdtts.data.features import resolve_device
     from holdtts.models.loading import load_model
     from holdtts.privacy.attacks import ATTACKS, load_plugins
-    from holdtts.privacy.runner import AttackTarget, attack_experiment
+    from holdtts.privacy.runner import AttackTarget, attack_experiment, log_metrics_to_tensorboard
     from holdtts.utils.fileio import refuse_overwrite
 
     for module in plugins:
@@ -104,5 +104,9 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     metrics = attack_experiment(model, FeatureStore(dump_dir), target, out_dir, names, _parse_grids(t_grids),
                                 batch_size, seed, bootstrap_samples, _parse_params(params),
                                 progress=True, meta=meta)
+    checkpoint = Path(model.checkpoint)  # <exp>/checkpoints/step-N.pt, or a composite system's directory
+    experiment = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
+    if (experiment / "tensorboard").is_dir():
+        log_metrics_to_tensorboard(metrics, experiment / "tensorboard", model.step, f"attack/{Path(out_dir).name}")
     s = metrics["strongest"]
     click.echo(json.dumps({"strongest": {k: s[k] for k in ("attack", "t", "auroc", "auroc_ci", "tpr@1%fpr")}}))

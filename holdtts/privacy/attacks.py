@@ -53,8 +53,8 @@ class AttackInputs:
     token_lengths: Tensor
     mels: Tensor  # [B, n_feats, T] full utterances
     mel_lengths: Tensor
-    alignment: Alignment  # encoder outputs aligned to the real mels
-    segment: Segment  # the 2-second crops: x0, mu, mask [B, n_feats | 1, segment_frames]
+    alignment: Alignment | None  # encoder outputs aligned to the real mels (None for black-box attacks)
+    segment: Segment | None  # the 2-second crops: x0, mu, mask [B, n_feats | 1, segment_frames] (idem)
 
     @property
     def q0(self) -> Tensor:
@@ -93,11 +93,14 @@ class Attack:
     min_order: int = 1  # Monte-Carlo variants only make sense with auxiliary variables
     params: dict = field(default_factory=dict)
     description: str = ""
+    white_box: bool = True  # needs the score network and the alignment (False: only `model.synthesize`)
 
     def __call__(self, model, inputs: AttackInputs, t: float | None, noise: NoiseSource, **params) -> Tensor:
         return self.fn(model, inputs, t, noise, **{**self.params, **params})
 
     def applies_to(self, model) -> bool:
+        if self.white_box and not hasattr(model, "eps_hat"):  # e.g. DualMD's pipeline: a black box only
+            return False
         return model.process.order >= self.min_order
 
     def grid(self) -> tuple[float | None, ...]:
@@ -114,14 +117,17 @@ _plugins_loaded = False
 
 
 def register_attack(name: str, *, t_grid: Sequence[float] | None = None, published_t: float | None = None,
-                    min_order: int = 1, description: str = "", **params):
-    """Decorator registering `fn(model, inputs, t, noise, **params) -> scores [B]` (higher: member)."""
+                    min_order: int = 1, description: str = "", white_box: bool = True, **params):
+    """Decorator registering `fn(model, inputs, t, noise, **params) -> scores [B]` (higher: member).
+
+    A black-box attack (white_box=False) gets inputs without the alignment and the crop (both None).
+    """
 
     def decorate(fn):
         if name in ATTACKS:
             raise ValueError(f"attack {name!r} is already registered")
         ATTACKS[name] = Attack(name, fn, None if t_grid is None else tuple(t_grid), published_t, min_order,
-                               dict(params), description or (fn.__doc__ or "").strip().split("\n")[0])
+                               dict(params), description or (fn.__doc__ or "").strip().split("\n")[0], white_box)
         return fn
 
     return decorate
@@ -134,6 +140,8 @@ def load_plugins() -> None:
         return
     _plugins_loaded = True
     from importlib.metadata import entry_points
+
+    import holdtts.defenses.blackbox  # noqa: F401  (built-in black-box attacks, registered on import)
 
     for entry in entry_points(group="holdtts.attacks"):
         entry.load()

@@ -41,7 +41,10 @@ def roc_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 def bootstrap(labels: np.ndarray, scores: np.ndarray, samples: int, seed: int, level: float = 0.95):
     """Percentile intervals of every metric over `samples` resamplings of the utterances (stratified:
-    members and non-members are resampled separately, so each resample has both classes)."""
+    members and non-members are resampled separately, so each resample has both classes). No samples:
+    no intervals (None)."""
+    if samples <= 0:
+        return dict.fromkeys(METRICS)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     values = {m: np.empty(samples) for m in METRICS}

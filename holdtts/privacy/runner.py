@@ -57,13 +57,16 @@ def _crop_starts(store: FeatureStore, utts: Sequence[str], segment_frames: int, 
 
 @torch.no_grad()
 def prepare_inputs(model, store: FeatureStore, utts: Sequence[str], seed: int,
-                   device: torch.device) -> AttackInputs:
-    """The published evaluation: encoder mu aligned to the real mel by MAS, a seeded 2-second crop."""
+                   device: torch.device, white_box: bool = True) -> AttackInputs:
+    """The published evaluation: encoder mu aligned to the real mel by MAS, a seeded 2-second crop.
+    Without `white_box` only the texts and the real mels (black-box attacks need no more)."""
     batch = collate(store, utts, model.segment_frames)
     batch.crop_starts = _crop_starts(store, utts, model.segment_frames, seed)
     batch = batch.to(device)
-    alignment = model.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
-    segment = model.crop(batch.mels, alignment, batch.crop_starts)
+    alignment = segment = None
+    if white_box:
+        alignment = model.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
+        segment = model.crop(batch.mels, alignment, batch.crop_starts)
     return AttackInputs(list(utts), batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths,
                         alignment, segment)
 
@@ -80,13 +83,15 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
     for name in attacks:
         attack = get_attack(name)
         if not attack.applies_to(model):
-            log.info("attack %s needs order >= %d; skipped for order %d", name, attack.min_order,
-                     model.process.order)
+            why = ("a white-box attack; this model is a black box" if attack.white_box and not hasattr(model, "eps_hat")
+                   else f"needs order >= {attack.min_order}, the model has order {model.process.order}")
+            log.info("attack %s skipped: %s", name, why)
             continue
         grid = tuple(t_grids[name]) if t_grids and name in t_grids else attack.grid()
         chosen.append((attack, grid))
     if not chosen:
-        raise HoldttsError("none of the requested attacks applies to this model")
+        hint = "" if hasattr(model, "eps_hat") else " (it exposes only synthesis: use a black-box attack)"
+        raise HoldttsError("none of the requested attacks applies to this model" + hint)
     labelled = [(u, 1) for u in target.members] + [(u, 0) for u in target.nonmembers]
     store.check_utts([u for u, _ in labelled], "the attack's member/non-member lists")
     # batches of similar length: less padding in the alignment search
@@ -101,7 +106,7 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
     for start in range(0, len(labelled), batch_size):
         chunk = labelled[start:start + batch_size]
         utts = [u for u, _ in chunk]
-        inputs = prepare_inputs(model, store, utts, seed, device)
+        inputs = prepare_inputs(model, store, utts, seed, device, any(attack.white_box for attack, _ in chosen))
         for attack, grid in chosen:
             began = time.perf_counter()
             for t in grid:
@@ -149,3 +154,20 @@ def attack_experiment(model, store: FeatureStore, target: AttackTarget, out_dir:
         **info,
     })
     return metrics
+
+
+def log_metrics_to_tensorboard(metrics: dict, log_dir: str | Path, step: int, prefix: str = "attack") -> None:
+    """Each attack's best AUROC and TPR@1%FPR (and AUROC per t) as TensorBoard scalars at the model's step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        for name, result in metrics["attacks"].items():
+            writer.add_scalar(f"{prefix}/{name}/auroc", result["best"]["auroc"], step)
+            writer.add_scalar(f"{prefix}/{name}/tpr@1%fpr", result["best"]["tpr@1%fpr"], step)
+            for t, entry in result["by_t"].items():
+                if t != "-":
+                    writer.add_scalar(f"{prefix}/{name}/auroc_t{t}", entry["auroc"], step)
+        writer.add_scalar(f"{prefix}/strongest_auroc", metrics["strongest"]["auroc"], step)
+    finally:
+        writer.close()

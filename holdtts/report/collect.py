@@ -120,9 +120,21 @@ class SystemRecord:
                 return source[key]
         return None
 
+    def _cost_fact(self, key: str):
+        """A defense's cost is the whole system's (both teachers and the student: system.json), not the
+        deployed model's alone (train_summary.json)."""
+        for source in (self.system_info, self.train_summary):
+            if source and source.get(key) is not None:
+                return source[key]
+        return None
+
     @property
     def parameters(self) -> int | None:
-        return self._training_fact("parameters")
+        return self._cost_fact("parameters")
+
+    @property
+    def train_seconds(self) -> float | None:
+        return self._cost_fact("train_seconds")
 
     @property
     def steps(self) -> int | None:

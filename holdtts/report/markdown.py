@@ -31,7 +31,7 @@ PAIRED_SEED = 0
 # Per-utterance columns of quality.tsv behind the set-level numbers that are a mean or a ratio of sums.
 PAIRED_COLUMNS = {"dnsmos_ovrl": ("dnsmos_ovrl",), "mcd": ("mcd",), "wer": ("wer_errors", "wer_ref_words")}
 HEADLINE_COLUMNS = (
-    "system", "kind", "order", "parameters", "steps", "epochs", "num_train_utts", "epsilon",
+    "system", "kind", "order", "parameters", "train_hours", "steps", "epochs", "num_train_utts", "epsilon",
     "strongest_attack", "strongest_source", "strongest_t", "auroc", "auroc_ci_low", "auroc_ci_high",
     "tpr@1%fpr", "tpr@1%fpr_ci_low", "tpr@1%fpr_ci_high", "duration_auroc", "prior_auroc",
     "fd_speaker", "fd_speaker_n_generated", "fd_speaker_n_reference",
@@ -137,6 +137,7 @@ def headline_row(record: SystemRecord) -> dict:
     row = dict.fromkeys(HEADLINE_COLUMNS)
     row.update({"system": record.name, "kind": record.kind, "order": record.order,
                 "parameters": record.parameters, "steps": record.steps, "epochs": record.epochs,
+                "train_hours": None if record.train_seconds is None else record.train_seconds / 3600,
                 "num_train_utts": record.num_train_utts, "epsilon": record.epsilon})
     if strongest is not None:
         row.update({"strongest_attack": strongest.attack, "strongest_source": strongest.source,
@@ -480,7 +481,7 @@ def _coverage(records: list[SystemRecord]) -> list[str]:
 
 
 def _headline_table(summary: dict) -> str:
-    header = ["system", "kind", "parameters", "steps / epochs", "members", "epsilon", "strongest attack",
+    header = ["system", "kind", "parameters", "train h", "steps / epochs", "members", "epsilon", "strongest attack",
               "AUROC [95% CI]", "TPR@1%FPR [95% CI]", "duration AUROC", "prior AUROC", "FD speaker (n)",
               "FD log-mel (n frames)", "DNSMOS OVRL gen (ref)", "WER gen (ref)", "MCD dB", "decoder RTF"]
     rows = []
@@ -492,7 +493,8 @@ def _headline_table(summary: dict) -> str:
         else:
             steps = DASH if latest is None else f"{latest} (latest checkpoint) / {DASH}"
         rows.append([
-            row["system"], _kind(row), _count(row["parameters"]), steps, _count(row["num_train_utts"]),
+            row["system"], _kind(row), _count(row["parameters"]), _sig(row["train_hours"], 3), steps,
+            _count(row["num_train_utts"]),
             _epsilon(row["epsilon"]), DASH if strongest is None else _where(strongest),
             _ci(strongest, "auroc"), _ci(strongest, "tpr@1%fpr"), _fmt(row["duration_auroc"]),
             _fmt(row["prior_auroc"]), _fd(row, "fd_speaker"), _fd(row, "fd_logmel"),

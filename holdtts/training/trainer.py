@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 import holdtts
-from holdtts.config import SystemConfig, config_to_dict, dump_config
+from holdtts.config import SystemConfig, config_from_dict, config_to_dict, dump_config
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, load_split
 from holdtts.data.features import resolve_device
 from holdtts.errors import ConfigError, HoldttsError
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "holdtts-tts-1"
 # Settings that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = {"max_steps", "max_epochs", "checkpoint_every", "keep_last", "valid_every", "log_every",
-                     "sample_every", "num_workers", "attack_every_epochs", "attack"}
+                     "sample_every", "num_workers", "attack_every_epochs", "attack", "attack_max_utts"}
 MAX_BAD_STEPS = 10
 
 
@@ -159,7 +159,31 @@ class Trainer:
         pass
 
     def on_epoch_end(self, epoch: int) -> None:
-        pass
+        t = self.cfg.train
+        if t.attack_every_epochs and epoch % t.attack_every_epochs == 0 and self.dist.is_main:
+            self.log_scalars(self.attack_scalars())
+
+    @torch.no_grad()
+    def attack_scalars(self) -> dict[str, float]:
+        """AUROC of train.attack on the EMA model, members of the training split against non-members:
+        membership leakage as training goes (the published speech result is AUROC by epoch)."""
+        from holdtts.privacy.metrics import compute_metrics
+        from holdtts.privacy.runner import AttackTarget, run_attacks
+
+        t = self.cfg.train
+        target = AttackTarget.from_splits(self.data_dir, self.cfg.data.train_split, "nonmembers",
+                                          max_utts=t.attack_max_utts, seed=t.seed)
+        names = [a.strip() for a in t.attack.split(",") if a.strip()]
+        rows, _ = run_attacks(self.ema.model, self.store, target, names, batch_size=t.batch_size, seed=t.seed)
+        metrics = compute_metrics(rows, bootstrap_samples=0)
+        scalars = {}
+        for name, result in metrics["attacks"].items():
+            scalars[f"attack/{name}/auroc"] = result["best"]["auroc"]
+            scalars[f"attack/{name}/tpr@1%fpr"] = result["best"]["tpr@1%fpr"]
+            for t_value, entry in result["by_t"].items():
+                if t_value != "-":
+                    scalars[f"attack/{name}/auroc_t{t_value}"] = entry["auroc"]
+        return scalars
 
     # ------------------------------------------------------------------ setup
 
@@ -229,7 +253,9 @@ class Trainer:
         if state.get("format") != self.checkpoint_format:
             raise HoldttsError(f"{checkpoint}: a '{state.get('format')}' checkpoint, this trainer writes "
                                f"'{self.checkpoint_format}'")
-        diffs = config_differences(state["config"], config_to_dict(self.cfg))
+        # through the schema first, so sections added to holdtts since the checkpoint compare as defaults
+        saved = config_to_dict(config_from_dict(state["config"], source=str(checkpoint)))
+        diffs = config_differences(saved, config_to_dict(self.cfg))
         if diffs:
             raise ConfigError(f"{self.exp_dir} was trained with a different config; resuming would mix two "
                               "experiments. Differences: " + "; ".join(diffs)
