@@ -8,7 +8,8 @@ with eps_fn(u [B, n, *data_shape], t [B]) -> eps_hat [B, *data_shape] (the last 
 prior draw (`process.prior_sample`), a uniform time grid from the horizon T down to t_end (default
 process.t_min), and, when mask [B, 1, frames] is given, padded frames re-zeroed after every step. The
 data is block 0 of the result. Stochastic samplers draw their noise from `generator`. Samplers run in the
-caller's grad mode: wrap them in torch.no_grad() for synthesis.
+caller's grad mode: wrap them in torch.no_grad() for synthesis. Each step starts with `begin_step(eps_fn, i)`,
+so an eps_fn that switches networks per step (DualMD) keeps one network for all the calls of a step.
 
 Step counts, measured on 2-D Gaussian data with the exact score and the default beta = 0.08: the last
 block is stiff near t = 0 (its conditional variance is beta L^-1), so Euler on the ODE, fine for order 1
@@ -75,6 +76,14 @@ def _last_block_noise(u: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(u[:, -1].shape, generator=generator, device=u.device, dtype=u.dtype)
 
 
+def begin_step(eps_fn: EpsFn, i: int) -> None:
+    """Announce step i (0 at the horizon) to an eps_fn with a `begin_step` method: every call until the next
+    announcement belongs to step i (Heun's two calls included)."""
+    announce = getattr(eps_fn, "begin_step", None)
+    if announce is not None:
+        announce(i)
+
+
 def score(process: Process, eps_fn: EpsFn, u: Tensor, t: Tensor) -> Tensor:
     """The last block's score from the noise predictor."""
     return process.score_from_eps(eps_fn(u, t), t)
@@ -121,6 +130,7 @@ def euler_maruyama(process: Process, eps_fn: EpsFn, u_T: Tensor, steps: int, t_e
     T, h = _grid(process, steps, t_end)
     u = _masked(u_T, mask)
     for i in range(steps):
+        begin_step(eps_fn, i)
         t = _batch_times(T - i * h, u)
         u = u - h * process.reverse_drift(u, t, score(process, eps_fn, u, t))
         if i < steps - 1:
@@ -140,6 +150,7 @@ def ode_euler(process: Process, eps_fn: EpsFn, u_T: Tensor, steps: int, t_end: f
     T, h = _grid(process, steps, t_end)
     u = _masked(u_T, mask)
     for i in range(steps):
+        begin_step(eps_fn, i)
         t = _batch_times(T - (i + 0.5) * h, u)
         u = _masked(u - h * probability_flow_drift(process, eps_fn, u, t), mask)
     return u
@@ -153,6 +164,7 @@ def ode_heun(process: Process, eps_fn: EpsFn, u_T: Tensor, steps: int, t_end: fl
     T, h = _grid(process, steps, t_end)
     u = _masked(u_T, mask)
     for i in range(steps):
+        begin_step(eps_fn, i)
         t, t_next = _batch_times(T - i * h, u), _batch_times(T - (i + 1) * h, u)
         d_now = probability_flow_drift(process, eps_fn, u, t)
         predicted = _masked(u - h * d_now, mask)
@@ -171,6 +183,7 @@ def splitting(process: Process, eps_fn: EpsFn, u_T: Tensor, steps: int, t_end: f
     T, h = _grid(process, steps, t_end)
     u = _masked(u_T, mask)
     for i in range(steps):
+        begin_step(eps_fn, i)
         t_from, t_mid, t_to = T - i * h, T - (i + 0.5) * h, T - (i + 1) * h
         u = _masked(linear_step(process, u, t_from, t_mid, generator), mask)
         t = _batch_times(t_mid, u)

@@ -21,10 +21,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", ema: bool =
         config       the SystemConfig it was trained with
         step         the training step of the checkpoint
         checkpoint   the checkpoint file
+
+    A DualMD system directory (system.json of kind "dualmd") gives its two-teacher pipeline instead,
+    `holdtts.defenses.DualGradTTS`: the same synthesis interface, and no white-box one.
     """
     from holdtts.data.text import SymbolTable
+    from holdtts.defenses.dualmd import is_dual_system, load_dual_model
     from holdtts.models.tts import GradTTS
 
+    if is_dual_system(path):
+        return load_dual_model(path, device=device, ema=ema)
     checkpoint = resolve_checkpoint(path)
     state = load_checkpoint(checkpoint)
     if "model" not in state or "config" not in state:
