@@ -67,6 +67,8 @@ class DecoderConfig:
     dim: int = 64
     dim_mults: tuple[int, ...] = (1, 2, 4)
     groups: int = 8
+    attention_heads: int = 4  # linear attention at every level (Grad-TTS: 4 heads of 32)
+    attention_head_dim: int = 32
     pe_scale: float = 1000.0  # sinusoidal time embedding of pe_scale * t / horizon
     # How the network sees the state: "none" feeds u_t as is; "marginal" divides each block by its
     # marginal standard deviation at t (keeps every input block at unit scale for any order).

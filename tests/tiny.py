@@ -6,6 +6,7 @@ from pathlib import Path
 TINY_OVERRIDES = (
     "encoder.n_channels=16", "encoder.filter_channels=32", "encoder.n_layers=1",
     "encoder.duration_filter_channels=16", "decoder.dim=8", "decoder.dim_mults=[1, 2]",
+    "decoder.attention_heads=1", "decoder.attention_head_dim=8",
     "data.segment_frames=32", "train.batch_size=4", "train.log_every=1", "train.valid_every=0",
     "train.sample_every=0", "train.checkpoint_every=2", "train.precision=fp32", "train.max_epochs=0",
     "synthesis.steps=4",

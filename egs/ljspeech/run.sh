@@ -28,13 +28,14 @@ systems="vp hold2 hold3 hold4 dualmd distillmd"   # each needs conf/<system>.yam
 size=auto              # auto (tiny for mini, full for ljspeech) | tiny | full
 vocoder=auto           # auto (griffin-lim for mini, hifigan for ljspeech) | griffin-lim | hifigan
 attacks=auto           # auto (a CPU-friendly set for mini, all for ljspeech) | all | a comma list
-attack_utts=           # at most this many members and as many non-members per attack (default: all)
+attack_utts=           # at most this many members and as many non-members per attack (default: mini 32, else all)
+attack_params=         # attack parameters, e.g. "loss.draws=4 pia_mc.draws=16" (default: mini fewer draws)
 blackbox=true          # also attack every system through its synthesis (one synthesis per utterance)
 eval_utts=             # quality: the first N test sentences (default: mini 8, ljspeech all)
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
 device=auto            # auto | cpu | cuda
 recipe_options="stage stop_stage corpus ljspeech_dir mini_utts seed num_members systems size vocoder attacks"
-recipe_options+=" attack_utts blackbox eval_utts nj device"
+recipe_options+=" attack_utts attack_params blackbox eval_utts nj device"
 help_message="Usage: $0 [options]   (see the comment at the top of run.sh and the README)"
 
 . ./path.sh
@@ -49,6 +50,8 @@ case "$corpus" in
     [ "$size" = auto ] && size=tiny
     [ "$vocoder" = auto ] && vocoder=griffin-lim
     [ "$attacks" = auto ] && attacks=loss,pia,pian,sima,pia_mc,sima_mc,duration,prior
+    [ -z "$attack_utts" ] && attack_utts=32
+    [ -z "$attack_params" ] && attack_params="pia_mc.draws=2 sima_mc.draws=2 synth_distance.steps=5"
     [ -z "$eval_utts" ] && eval_utts=8
     ;;
   ljspeech)
@@ -101,6 +104,7 @@ done
 # ------------------------------------------------------------------ 5: membership-inference attacks
 attack_args=(--data-dir data --dump-dir dump --seed "$seed" --device "$device")
 [ -n "$attack_utts" ] && attack_args+=(--max-utts "$attack_utts")
+for p in $attack_params; do attack_args+=(--param "$p"); done
 for sys in $systems; do
   if [[ "$sys" == dualmd* ]]; then
     # white-box: each teacher against its own half (the deployed pipeline has no single score network)

@@ -16,6 +16,7 @@ program, in tests/test_alignment.py).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ except ImportError:  # CPU-only torch wheels come without triton
     triton = None
 
 __all__ = ["monotonic_alignment_search", "durations_to_path", "sequence_mask"]
+_triton_unusable = False
 
 
 def _lengths(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,8 +175,14 @@ def monotonic_alignment_search(log_p: torch.Tensor, mask: torch.Tensor) -> torch
                          f"{tuple(mask.shape)}")
     t_x, t_y = _lengths(mask)
     _check_lengths(t_x, t_y)
-    if log_p.is_cuda and triton is not None:
-        return _mas_triton(log_p, t_x, t_y)
+    global _triton_unusable
+    if log_p.is_cuda and triton is not None and not _triton_unusable:
+        try:
+            return _mas_triton(log_p, t_x, t_y)
+        except Exception as err:  # a GPU or toolchain Triton cannot compile for: fall back once, loudly
+            _triton_unusable = True
+            warnings.warn(f"the Triton alignment search failed ({type(err).__name__}: {err}); "
+                          "using the torch version from now on", RuntimeWarning, stacklevel=2)
     return _mas_torch(log_p, t_x, t_y)
 
 

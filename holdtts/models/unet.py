@@ -19,10 +19,6 @@ from torch import nn
 
 from holdtts.config import DecoderConfig
 
-# Grad-TTS's linear attention size (fixed in its code).
-ATTENTION_HEADS = 4
-ATTENTION_HEAD_DIM = 32
-
 
 def fix_len_compatibility(length: int, num_downsamplings: int) -> int:
     """Round `length` up to the next multiple of 2 ** num_downsamplings (the U-Net's length unit)."""
@@ -78,7 +74,7 @@ class ResnetBlock(nn.Module):
 class LinearAttention(nn.Module):
     """Linear attention over all positions of the image (keys softmax-normalised over positions)."""
 
-    def __init__(self, dim: int, heads: int = ATTENTION_HEADS, dim_head: int = ATTENTION_HEAD_DIM):
+    def __init__(self, dim: int, heads: int, dim_head: int):
         super().__init__()
         self.heads = heads
         hidden = heads * dim_head
@@ -97,9 +93,9 @@ class LinearAttention(nn.Module):
 class RezeroAttention(nn.Module):
     """x + g * attention(x) with g initialised to 0 (ReZero: each attention starts switched off)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, heads: int, dim_head: int):
         super().__init__()
-        self.attention = LinearAttention(dim)
+        self.attention = LinearAttention(dim, heads, dim_head)
         self.gain = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,6 +118,7 @@ class ScoreUNet(nn.Module):
         self.time_embedding = SinusoidalTimeEmbedding(dim, cfg.pe_scale)
         self.time_mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim))
 
+        attention = (cfg.attention_heads, cfg.attention_head_dim)
         dims = [order + 1, *(dim * mult for mult in cfg.dim_mults)]
         levels = list(zip(dims[:-1], dims[1:]))
         self.downs = nn.ModuleList()
@@ -130,19 +127,19 @@ class ScoreUNet(nn.Module):
             self.downs.append(nn.ModuleList([
                 ResnetBlock(dim_in, dim_out, dim, cfg.groups),
                 ResnetBlock(dim_out, dim_out, dim, cfg.groups),
-                RezeroAttention(dim_out),
+                RezeroAttention(dim_out, *attention),
                 nn.Identity() if is_last else nn.Conv2d(dim_out, dim_out, 3, stride=2, padding=1),
             ]))
         mid = dims[-1]
         self.mid_block1 = ResnetBlock(mid, mid, dim, cfg.groups)
-        self.mid_attention = RezeroAttention(mid)
+        self.mid_attention = RezeroAttention(mid, *attention)
         self.mid_block2 = ResnetBlock(mid, mid, dim, cfg.groups)
         self.ups = nn.ModuleList()
         for dim_in, dim_out in reversed(levels[1:]):
             self.ups.append(nn.ModuleList([
                 ResnetBlock(2 * dim_out, dim_in, dim, cfg.groups),
                 ResnetBlock(dim_in, dim_in, dim, cfg.groups),
-                RezeroAttention(dim_in),
+                RezeroAttention(dim_in, *attention),
                 nn.ConvTranspose2d(dim_in, dim_in, 4, stride=2, padding=1),
             ]))
         self.final_block = Block(dim, dim, cfg.groups)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import auc, roc_curve
 
 from holdtts.errors import InputError
 from holdtts.utils.fileio import atomic_open
@@ -32,8 +32,8 @@ def format_t(t: float | None) -> str:
 
 def roc_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """AUROC, ASR and TPR at fixed FPRs for one set of labelled scores."""
-    fpr, tpr, _ = roc_curve(labels, scores)
-    out = {"auroc": float(roc_auc_score(labels, scores)), "asr": float(np.max((tpr + 1 - fpr) / 2))}
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    out = {"auroc": float(auc(fpr, tpr)), "asr": float(np.max((tpr + 1 - fpr) / 2))}
     for name, target in FPR_TARGETS.items():
         out[name] = float(tpr[fpr <= target].max()) if np.any(fpr <= target) else 0.0
     return out
