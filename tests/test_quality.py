@@ -360,3 +360,28 @@ def test_evaluate_pairs_resamples_other_rates(tmp_path):
                                    metrics=("mcd",))
     assert rows[0]["generated_seconds"] == pytest.approx(rows[0]["reference_seconds"], abs=1e-3)
     assert 0 < rows[0]["mcd"] < 1.5  # only the 8 kHz band edge and resampling differ
+
+
+def test_clip_cache_reuses_results_for_identical_audio(tmp_path):
+    from holdtts.quality.evaluate import ClipCache
+
+    wav = speak("Open the door.")
+    soundfile.write(tmp_path / "a.wav", wav, SR, subtype="PCM_16")
+    soundfile.write(tmp_path / "b.wav", wav, SR, subtype="PCM_16")  # same samples, another file
+    cache = ClipCache(tmp_path / "cache")
+    calls = []
+
+    def compute(clip):
+        calls.append(clip.path.name)
+        return {"ovrl": 3.0}
+
+    assert cache.get(Clip(tmp_path / "a.wav"), "dnsmos", compute) == {"ovrl": 3.0}
+    assert cache.get(Clip(tmp_path / "b.wav"), "dnsmos", compute) == {"ovrl": 3.0}
+    assert len(calls) == 1
+    soundfile.write(tmp_path / "c.wav", add_noise(wav, 10.0), SR, subtype="PCM_16")
+    cache.get(Clip(tmp_path / "c.wav"), "dnsmos", compute)
+    assert len(calls) == 2
+    embedding = np.arange(4, dtype=np.float32)
+    assert np.array_equal(cache.get(Clip(tmp_path / "a.wav"), "speaker", lambda c: embedding), embedding)
+    assert np.array_equal(cache.get(Clip(tmp_path / "b.wav"), "speaker", lambda c: None), embedding)
+    assert ClipCache(None).get(Clip(tmp_path / "a.wav"), "dnsmos", lambda c: 7) == 7

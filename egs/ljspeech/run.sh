@@ -124,7 +124,8 @@ for sys in $systems; do
 done
 
 # ------------------------------------------------------------------ 6: audio quality (non-member test sentences)
-eval_args=(--data-dir data --dump-dir dump --vocoder "$vocoder_arg" --seed "$seed" --device "$device")
+eval_args=(--data-dir data --dump-dir dump --vocoder "$vocoder_arg" --seed "$seed" --device "$device"
+  --cache-dir exp/.cache/quality)
 [ -n "$eval_utts" ] && eval_args+=(--max-utts "$eval_utts")
 for sys in $systems; do
   run_stage 6 "evaluate-$sys" holdtts evaluate --model "exp/$sys" --out-dir "exp/$sys/evaluate" "${eval_args[@]}"

@@ -25,9 +25,12 @@ import click
 @click.option("--seed", default=1234, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Keep per-clip DNSMOS, recognition and speaker embeddings here, keyed by the audio's sha256: "
+                   "the real recordings are then scored once for all systems.")
 @click.option("--overwrite", is_flag=True, help="Replace existing results.")
 def command(model_path, out_dir, data_dir, dump_dir, split, max_utts, metrics, vocoder, steps, sampler,
-            temperature, seed, batch_size, device, overwrite):
+            temperature, seed, batch_size, device, cache_dir, overwrite):
     """Synthesize the test sentences (non-members: the model never saw them), pass the real recordings'
     mels through the same vocoder, and compare: Frechet distances on Resemblyzer speaker embeddings and
     on log-mel frames (sample sizes stated), DNSMOS, pocketsphinx WER (beside the real audio's own WER),
@@ -42,7 +45,7 @@ def command(model_path, out_dir, data_dir, dump_dir, split, max_utts, metrics, v
     voc = load_vocoder(vocoder, device=str(torch_device))
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     summary = evaluate_system(model, voc, data_dir, dump_dir, out_dir, split, max_utts, names, steps, sampler,
-                              temperature, seed, batch_size, str(torch_device), overwrite)
+                              temperature, seed, batch_size, str(torch_device), overwrite, cache_dir)
     brief = {k: summary[k] for k in ("n_utterances", "vocoder") if k in summary}
     if "dnsmos" in summary:
         brief["dnsmos_ovrl"] = round(summary["dnsmos"]["generated"]["ovrl"], 3)

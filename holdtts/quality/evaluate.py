@@ -15,9 +15,12 @@ model's numbers can be read beside what the real audio reaches with the same too
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -56,15 +59,41 @@ def _on_clip(utt: str, clip: Clip, compute):
         raise InputError(f"utterance {utt}: {err}", clip.path) from err
 
 
+class ClipCache:
+    """Per-clip results of the slow metrics (speaker embedding, DNSMOS, recognition), keyed by the sha256
+    of the audio samples and the metric, so the same real recordings scored for several systems are
+    computed once. `None` caches nothing."""
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder)
+
+    def get(self, clip: Clip, metric: str, compute):
+        """compute(clip), or its stored result for a clip with the same samples."""
+        if self.folder is None:
+            return compute(clip)
+        digest = hashlib.sha256(np.ascontiguousarray(clip.wav).tobytes()).hexdigest()
+        path = self.folder / metric / f"{digest}_{clip.sample_rate}.json"
+        if path.exists():
+            value = json.loads(path.read_text())
+            return np.asarray(value, dtype=np.float32) if metric == "speaker" else value
+        value = compute(clip)
+        stored = value.tolist() if isinstance(value, np.ndarray) else value
+        write_json_atomic(path, stored)
+        return value
+
+
 def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]], texts: Mapping[str, str],
-                   device: str = "cpu", metrics: Sequence[str] = METRICS) -> tuple[list[dict], dict]:
+                   device: str = "cpu", metrics: Sequence[str] = METRICS,
+                   cache_dir: str | os.PathLike | None = None) -> tuple[list[dict], dict]:
     """Score generated audio against the real recordings of the same sentences.
 
     pairs: utt_id -> (generated wav path, reference wav path); any sampling rate, mono or not.
     texts: utt_id -> the input text (needed for "wer" only).
     device: where Resemblyzer, DNSMOS (when onnxruntime has CUDA) and the mels run.
+    cache_dir: where per-clip results of the slow metrics are kept (see ClipCache); None: no cache.
     Returns (rows, summary): one dict per utterance, sorted by utt_id, and the set-level values.
     """
+    cache = ClipCache(cache_dir)
     metrics = _check_metrics(metrics)
     if not pairs:
         raise HoldttsError("no utterances to evaluate")
@@ -90,8 +119,8 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
 
         if "fd_speaker" in metrics:
             for side, clip in clips.items():
-                speaker[side].append(_on_clip(utt, clip, lambda c: frechet.speaker_embedding(
-                    c.at(MODEL_SAMPLE_RATE), device=device)))
+                speaker[side].append(_on_clip(utt, clip, lambda c: cache.get(c, "speaker", lambda x: (
+                    frechet.speaker_embedding(x.at(MODEL_SAMPLE_RATE), device=device)))))
             row["spk_cosine"] = float(speaker["generated"][-1] @ speaker["reference"][-1])
 
         if "fd_logmel" in metrics or "mcd" in metrics:
@@ -108,12 +137,13 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
 
         if "dnsmos" in metrics:
             for side, prefix in (("generated", "dnsmos"), ("reference", "ref_dnsmos")):
-                scores = dnsmos.dnsmos_scores(clips[side].at(MODEL_SAMPLE_RATE), device=device)
+                scores = cache.get(clips[side], "dnsmos", lambda x: dnsmos.dnsmos_scores(
+                    x.at(MODEL_SAMPLE_RATE), device=device))
                 row.update({f"{prefix}_{key}": value for key, value in scores.items()})
 
         if "wer" in metrics:
             for side, prefix in (("generated", "wer"), ("reference", "ref_wer")):
-                hypothesis = asr.recognize(clips[side].at(MODEL_SAMPLE_RATE))
+                hypothesis = cache.get(clips[side], "asr", lambda x: asr.recognize(x.at(MODEL_SAMPLE_RATE)))
                 try:
                     scored = asr.word_errors(texts[utt], hypothesis)
                 except ValueError as err:

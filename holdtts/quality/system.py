@@ -45,7 +45,8 @@ def vocode_reference(store: FeatureStore, utts: list[str], vocoder, out_dir: Pat
 def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, out_dir: str | Path,
                     split: str = "test", max_utts: int | None = None, metrics=METRICS, steps: int | None = None,
                     sampler: str | None = None, temperature: float | None = None, seed: int = 1234,
-                    batch_size: int = 16, device: str = "cpu", overwrite: bool = False) -> dict:
+                    batch_size: int = 16, device: str = "cpu", overwrite: bool = False,
+                    cache_dir: str | Path | None = None) -> dict:
     """Write <out_dir>/generated/*.wav, reference/*.wav, quality.tsv and quality.json; return the summary."""
     out_dir = Path(out_dir)
     refuse_overwrite(out_dir / "quality.json", overwrite, "quality results")
@@ -65,7 +66,7 @@ def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, 
     write_outputs(result, [texts[u] for u in utts], out_dir / "generated", sample_rate, overwrite=True, meta=meta)
     references = vocode_reference(store, utts, vocoder, out_dir / "reference", sample_rate)
     pairs = {u: (out_dir / "generated" / f"{u}.wav", references[u]) for u in utts}
-    rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics)
+    rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir)
     summary.update({"split": split, "decoder_rtf": result.rtf, "reference": "real mels through the same vocoder",
                     **{k: v for k, v in meta.items() if k != "model"}, "model": meta["model"]})
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
