@@ -215,7 +215,7 @@ def test_figures_are_valid_pngs(report):
     import matplotlib.image
 
     files = report.summary["figures"]
-    assert set(files) == {"roc", "auroc_vs_t", "privacy_vs_quality", "auroc_during_training"}
+    assert set(files) == {"roc", "auroc_vs_t", "privacy_vs_quality", "auroc_vs_epsilon", "auroc_during_training"}
     markdown = (report.out_dir / "report.md").read_text()
     for file in files.values():
         path = report.out_dir / file

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc, roc_curve
 
 from holdtts.errors import InputError
+from holdtts.privacy.bounds import membership_auroc_bound
 from holdtts.privacy.metrics import NO_T
 from holdtts.report.collect import QUALITY_METRICS, AttackRun, SystemRecord, read_scores
 
@@ -217,6 +218,45 @@ def plot_training_aurocs(records: list[SystemRecord], path: Path) -> None:
     _save(fig, path)
 
 
+def plot_auroc_vs_epsilon(records: list[SystemRecord], path: Path) -> None:
+    """The strongest-attack AUROC against the DP guarantee's epsilon (log axis): DP-SGD systems at their
+    epsilon, with the largest AUROC their (epsilon, delta) allows; systems without a guarantee (vp, HOLD++,
+    the dual-model defenses) at the axis's right end, "inf", so each empirical defense can be read against
+    the epsilon DP-SGD needs for the same measured leakage."""
+    private = [r for r in records if math.isfinite(r.epsilon) and r.strongest() is not None]
+    others = [r for r in records if not math.isfinite(r.epsilon) and r.strongest() is not None]
+    epsilons = [r.epsilon for r in private]
+    low, high = min(0.1, min(epsilons) / 2), max(epsilons) * 2  # from 0.1: where the bound starts to bite
+    infinity = high * 4  # where systems without a guarantee are drawn
+    colors = _colors([r.name for r in records])
+    fig, axes = _grid(1, size=(7.5, 4.5))
+    ax = axes[0]
+    ax.axhline(0.5, color="0.6", lw=1, ls="--")
+    deltas = {float(r.privacy.get("delta", 0.0)) for r in private}
+    grid = np.geomspace(low, high, 200)
+    for delta in sorted(deltas):
+        ax.plot(grid, [membership_auroc_bound(e, delta) for e in grid], color="0.5", lw=1,
+                label=f"largest AUROC (eps, delta={delta:.2g})-DP allows")
+    for record in private + others:
+        strongest = record.strongest()
+        x = record.epsilon if record in private else infinity
+        lo, hi = strongest.values["auroc_ci"] or (strongest.auroc, strongest.auroc)
+        ax.errorbar([x], [strongest.auroc], yerr=[[strongest.auroc - lo], [hi - strongest.auroc]], fmt="o",
+                    color=colors[record.name], capsize=3)
+        ax.annotate(record.name, (x, strongest.auroc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.axvline(high * 1.5, color="0.8", lw=6, alpha=0.5)  # the break before "inf"
+    ax.set_xscale("log")
+    ticks = [t for t in (0.1, 0.3, 1, 3, 8, 10, 30, 100) if low <= t <= high]
+    ax.set_xticks(ticks + [infinity], [f"{t:g}" for t in ticks] + ["inf\n(no DP)"])
+    ax.minorticks_off()
+    ax.set_xlabel("epsilon of the DP guarantee")
+    ax.set_ylabel("strongest-attack AUROC")
+    ax.set_title("empirical leakage against the formal guarantee")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)
+
+
 @dataclass
 class FigureSet:
     files: dict[str, str]  # figure name -> file name in the report directory
@@ -249,6 +289,9 @@ def write_figures(records: list[SystemRecord], out_dir: Path) -> FigureSet:
     panels = plot_privacy_quality(records, out_dir / "privacy_vs_quality.png")
     if panels:
         files["privacy_vs_quality"] = "privacy_vs_quality.png"
+    if any(math.isfinite(r.epsilon) and r.strongest() is not None for r in records):
+        plot_auroc_vs_epsilon(records, out_dir / "auroc_vs_epsilon.png")
+        files["auroc_vs_epsilon"] = "auroc_vs_epsilon.png"
     if any(r.training_aurocs for r in records):
         plot_training_aurocs(records, out_dir / "auroc_during_training.png")
         files["auroc_during_training"] = "auroc_during_training.png"

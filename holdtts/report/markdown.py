@@ -530,6 +530,11 @@ FIGURE_CAPTIONS = {
                            "against each quality metric. Down is more private; the better side of each x axis "
                            "is named in its label. A dotted line marks the real recordings' own value where all "
                            "systems share one."),
+    "auroc_vs_epsilon": ("AUROC against epsilon", "The strongest-attack AUROC (bars: its 95% interval) of each "
+                         "DP-SGD system at its epsilon (delta = 1 / members), the grey curve the largest AUROC "
+                         "any attack can reach under that guarantee, and the systems without a formal "
+                         "guarantee (epsilon = inf) at the right end: read an empirical defense against the "
+                         "epsilon DP-SGD needs for the same measured leakage."),
     "auroc_during_training": ("AUROC during training", "AUROC of the attacks run during training "
                               "(train.attack_every_epochs), from train_log.jsonl."),
 }

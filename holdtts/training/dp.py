@@ -46,6 +46,7 @@ from holdtts.config import SystemConfig
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.text_encoder import RelativeSelfAttention
+from holdtts.privacy.bounds import membership_auroc_bound
 from holdtts.training.trainer import MAX_BAD_STEPS, Trainer
 from holdtts.utils.fileio import write_json_atomic
 
@@ -278,19 +279,6 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     except ValueError as err:
         raise ConfigError(f"dp.target_epsilon={target_epsilon} cannot be reached in {steps} steps at "
                           f"sampling rate {sample_rate:.4g} (delta {delta:.3g}): {err}") from err
-
-
-def membership_auroc_bound(epsilon: float, delta: float) -> float:
-    """The largest AUROC any membership test can reach against an (epsilon, delta)-DP mechanism.
-
-    (epsilon, delta)-DP bounds every test's ROC curve by TPR <= min(1, delta + e^eps FPR,
-    1 - e^-eps (1 - delta - FPR)) (Kairouz, Oh, Viswanath 2015); the area under that bound is
-    (1 - delta) e^eps / (1 + e^eps) + delta (1 + (1 - delta) / (1 + e^eps)): sigmoid(eps) when delta = 0.
-    """
-    if math.isinf(epsilon):
-        return 1.0
-    knee = (1.0 - delta) / (1.0 + math.exp(epsilon))  # the FPR where the two linear bounds meet
-    return min(1.0, math.exp(epsilon) * knee + delta * (1.0 + knee))
 
 
 def _history_to_plain(accountant: IAccountant) -> dict:
