@@ -548,3 +548,22 @@ def test_vocode_rejects_bad_mels(tmp_path, bad, message):
     assert str(target) in str(result.exception)
     assert re.search(message, str(result.exception))
     assert not (tmp_path / "out" / "utt0.wav").exists()  # everything is checked before anything is written
+
+
+def test_auto_vocoder_is_the_recipes_hifigan_when_trained(tmp_path):
+    from holdtts.training.checkpoint import checkpoint_name
+    from holdtts.vocoder import resolve_vocoder
+
+    model_ckpt = tmp_path / "exp" / "hold3" / "checkpoints" / checkpoint_name(10)
+    teacher_ckpt = tmp_path / "exp" / "dualmd" / "teacher1" / "checkpoints" / checkpoint_name(10)
+    for path in (model_ckpt, teacher_ckpt):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+    assert resolve_vocoder("auto", model_ckpt) == "griffin-lim"
+    assert resolve_vocoder("exp/other", model_ckpt) == "exp/other"
+    vocoder = tmp_path / "exp" / "vocoder" / "checkpoints" / checkpoint_name(5)
+    vocoder.parent.mkdir(parents=True)
+    vocoder.write_bytes(b"")
+    assert resolve_vocoder("auto", model_ckpt) == str(tmp_path / "exp" / "vocoder")
+    assert resolve_vocoder("auto", tmp_path / "exp" / "dualmd") == str(tmp_path / "exp" / "vocoder")
+    assert resolve_vocoder("auto", teacher_ckpt) == str(tmp_path / "exp" / "vocoder")

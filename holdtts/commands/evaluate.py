@@ -17,8 +17,10 @@ import click
 @click.option("--max-utts", type=int, help="Only the first N sentences of the split.")
 @click.option("--metrics", default="fd_speaker,fd_logmel,dnsmos,wer,mcd", show_default=True,
               help="Comma-separated subset of fd_speaker, fd_logmel, dnsmos, wer, mcd.")
-@click.option("--vocoder", default="griffin-lim", show_default=True,
-              help="griffin-lim or a HiFi-GAN (experiment dir / checkpoint); used for both sides.")
+@click.option("--vocoder", default="auto", show_default=True,
+              help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
+                   "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file. "
+                   "Used for both sides of every comparison.")
 @click.option("--steps", type=int, help="Reverse-diffusion steps (default: the config's).")
 @click.option("--sampler", help="Sampler (default: the config's).")
 @click.option("--temperature", type=float, help="Prior temperature (default: the config's).")
@@ -38,11 +40,11 @@ def command(model_path, out_dir, data_dir, dump_dir, split, max_utts, metrics, v
     from holdtts.data.features import resolve_device
     from holdtts.models.loading import load_model
     from holdtts.quality.system import evaluate_system
-    from holdtts.vocoder import load_vocoder
+    from holdtts.vocoder import load_vocoder, resolve_vocoder
 
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device)
-    voc = load_vocoder(vocoder, device=str(torch_device))
+    voc = load_vocoder(resolve_vocoder(vocoder, model.checkpoint), device=str(torch_device))
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     summary = evaluate_system(model, voc, data_dir, dump_dir, out_dir, split, max_utts, names, steps, sampler,
                               temperature, seed, batch_size, str(torch_device), overwrite, cache_dir)

@@ -18,8 +18,9 @@ import click
 @click.option("--length-scale", type=float, help="Duration multiplier (> 1 speaks slower).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--seed", default=1234, show_default=True)
-@click.option("--vocoder", default="griffin-lim", show_default=True,
-              help="griffin-lim, or a HiFi-GAN checkpoint/experiment directory.")
+@click.option("--vocoder", default="auto", show_default=True,
+              help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
+                   "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--raw-weights", is_flag=True, help="Use the raw trained weights instead of the EMA ones.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs of the same names.")
@@ -32,7 +33,7 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
     from holdtts.errors import InputError
     from holdtts.models.loading import load_model
     from holdtts.synthesis import read_text_file, synthesize_texts, write_outputs
-    from holdtts.vocoder import load_vocoder
+    from holdtts.vocoder import load_vocoder, resolve_vocoder
 
     if bool(texts) == bool(text_file):
         raise click.UsageError("give either --text (repeatable) or --text-file")
@@ -44,7 +45,7 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
             raise InputError("--text is empty")
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)
-    voc = load_vocoder(vocoder, device=str(torch_device))
+    voc = load_vocoder(resolve_vocoder(vocoder, model.checkpoint), device=str(torch_device))
     ids, sentences = [u for u, _ in items], [t for _, t in items]
     result = synthesize_texts(model, sentences, ids, voc, steps=steps, sampler=sampler, temperature=temperature,
                               length_scale=length_scale, batch_size=batch_size, seed=seed)

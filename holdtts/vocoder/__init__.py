@@ -37,4 +37,19 @@ def load_vocoder(spec: str | None = "griffin-lim", device: str | None = None, co
     return vocoder.to(device) if device else vocoder
 
 
-__all__ = ["GriffinLimVocoder", "load_vocoder"]
+def resolve_vocoder(spec: str, model_checkpoint: str | Path) -> str:
+    """"auto": the recipe's trained HiFi-GAN (exp/vocoder beside the model's experiment, or beside the
+    defense that holds it) when it has a checkpoint, else Griffin-Lim. Any other spec is returned as is."""
+    if spec != "auto":
+        return spec
+    from holdtts.training.checkpoint import latest_checkpoint
+
+    path = Path(model_checkpoint)
+    experiment = path if path.is_dir() else path.parent.parent  # <exp>/checkpoints/step-N.pt
+    for candidate in (experiment.parent / "vocoder", experiment.parent.parent / "vocoder"):
+        if candidate.is_dir() and latest_checkpoint(candidate) is not None:
+            return str(candidate)
+    return GRIFFIN_LIM_NAMES[0]
+
+
+__all__ = ["GriffinLimVocoder", "load_vocoder", "resolve_vocoder"]
