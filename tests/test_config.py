@@ -15,7 +15,14 @@ def test_defaults_are_grad_tts_sizes():
     assert cfg.data.segment_frames == 172
 
 
-@pytest.mark.parametrize("name", ["vp", "hold2", "hold3", "hold4"])
+SYSTEM_CONFS = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem != "tiny" and not p.stem.startswith("vocoder"))
+
+
+def test_every_core_system_has_a_config():
+    assert {"vp", "hold2", "hold3", "hold4", "dualmd", "distillmd", "vp_dp", "hold3_dp"} <= set(SYSTEM_CONFS)
+
+
+@pytest.mark.parametrize("name", SYSTEM_CONFS)
 def test_recipe_configs_load_alone_and_with_tiny(name):
     cfg = load_config(CONF / f"{name}.yaml")
     assert cfg.name == name

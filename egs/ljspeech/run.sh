@@ -8,6 +8,7 @@
 #   ./run.sh --corpus ljspeech --ljspeech-dir /data/LJSpeech-1.1   # an existing copy
 #   ./run.sh --stage 4 --stop-stage 4 --systems "hold3"            # one stage, one system
 #   ./run.sh --systems "vp hold3 dualmd distillmd vp_dp"           # any systems with a conf/<name>.yaml
+#   ./run.sh --size full --train-params "train.max_steps=20000"    # overrides for every system's config
 #
 # Stages: 0 corpus, 1 prepare, 2 features, 3 vocoder, 4 train, 5 attack, 6 evaluate, 7 report.
 # Outputs (relative to this directory): downloads/ (corpora), data/ (tables, splits), dump/ (features),
@@ -26,6 +27,7 @@ seed=1234              # splits, corpus prosody, training, attacks
 num_members=           # members (default: half of the corpus, PIA's protocol); non-members: as many
 systems="vp hold2 hold3 hold4 dualmd distillmd"   # each needs conf/<system>.yaml
 size=auto              # auto (tiny for mini, full for ljspeech) | tiny | full
+train_params=          # config overrides for every system, e.g. "train.max_steps=20000 train.batch_size=32"
 vocoder=auto           # auto (griffin-lim for mini, hifigan for ljspeech) | griffin-lim | hifigan
 attacks=auto           # auto (a CPU-friendly set for mini, all for ljspeech) | all | a comma list
 attack_utts=           # at most this many members and as many non-members per attack (default: mini 32, else all)
@@ -34,8 +36,8 @@ blackbox=true          # also attack every system through its synthesis (one syn
 eval_utts=             # quality: the first N test sentences (default: mini 8, ljspeech all)
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
 device=auto            # auto | cpu | cuda
-recipe_options="stage stop_stage corpus ljspeech_dir mini_utts seed num_members systems size vocoder attacks"
-recipe_options+=" attack_utts attack_params blackbox eval_utts nj device"
+recipe_options="stage stop_stage corpus ljspeech_dir mini_utts seed num_members systems size train_params vocoder"
+recipe_options+=" attacks attack_utts attack_params blackbox eval_utts nj device"
 help_message="Usage: $0 [options]   (see the comment at the top of run.sh and the README)"
 
 . ./path.sh
@@ -61,8 +63,9 @@ case "$corpus" in
     ;;
   *) echo "$0: --corpus must be mini or ljspeech, got '$corpus'" >&2; exit 2 ;;
 esac
-size_conf=()
-[ "$size" = tiny ] && size_conf=(--config conf/tiny.yaml)
+train_conf=()
+[ "$size" = tiny ] && train_conf=(--config conf/tiny.yaml)
+for p in $train_params; do train_conf+=(--set "$p"); done
 
 # ------------------------------------------------------------------ 0: the corpus
 if [ "$corpus" = mini ]; then
@@ -97,7 +100,7 @@ fi
 # ------------------------------------------------------------------ 4: TTS systems
 for sys in $systems; do
   [ -f "conf/$sys.yaml" ] || { echo "$0: no conf/$sys.yaml for system '$sys'" >&2; exit 2; }
-  run_stage 4 "train-$sys" holdtts train --config "conf/$sys.yaml" "${size_conf[@]}" --exp-dir "exp/$sys" \
+  run_stage 4 "train-$sys" holdtts train --config "conf/$sys.yaml" "${train_conf[@]}" --exp-dir "exp/$sys" \
     --data-dir data --dump-dir dump --device "$device" --no-progress
 done
 

@@ -47,7 +47,8 @@ from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.text_encoder import RelativeSelfAttention
 from holdtts.privacy.bounds import membership_auroc_bound
-from holdtts.training.trainer import MAX_BAD_STEPS, Trainer
+from holdtts.training.loop import MAX_BAD_STEPS
+from holdtts.training.trainer import Trainer
 from holdtts.utils.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)

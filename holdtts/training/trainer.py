@@ -13,14 +13,8 @@ Experiment directory:
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import signal
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,56 +25,18 @@ from torch import nn
 import holdtts
 from holdtts.config import SystemConfig, config_from_dict, config_to_dict, dump_config
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, load_split
-from holdtts.data.features import resolve_device
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.tts import GradTTS
 from holdtts.training.checkpoint import (
     latest_checkpoint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from holdtts.training.ema import EMA
-from holdtts.utils.fileio import ensure_dir, write_json_atomic, write_text_atomic
+from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
+from holdtts.utils.fileio import ensure_dir
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "holdtts-tts-1"
-# Settings that may change between a run and its resumption (they do not change what is learned).
-RESUMABLE_CHANGES = {"max_steps", "max_epochs", "checkpoint_every", "keep_last", "valid_every", "log_every",
-                     "sample_every", "num_workers", "attack_every_epochs", "attack", "attack_max_utts"}
-MAX_BAD_STEPS = 10
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @staticmethod
-    def from_env() -> DistInfo:
-        """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
-        return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                        int(os.environ.get("LOCAL_RANK", 0)))
-
-
-@dataclass
-class Progress:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # the next batch of `epoch` to train on
-    elapsed: float = 0.0  # training seconds over all sessions
-    utts: int = 0  # utterances seen over all ranks
 
 
 def lr_lambda(cfg: SystemConfig, total_steps: int):
@@ -100,34 +56,15 @@ def lr_lambda(cfg: SystemConfig, total_steps: int):
     return factor
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        where = f"{prefix}.{key}" if prefix else key
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += config_differences(a, b, where)
-        elif a != b and not (prefix == "train" and key in RESUMABLE_CHANGES):
-            diffs.append(f"{where}: {a!r} -> {b!r}")
-    return diffs
-
-
-class Trainer:
+class Trainer(TrainingLoop):
     checkpoint_format = CHECKPOINT_FORMAT
 
     def __init__(self, cfg: SystemConfig, exp_dir: str | Path, data_dir: str | Path, dump_dir: str | Path,
                  device: str = "auto", progress_bar: bool | None = None):
+        super().__init__(exp_dir, device, progress_bar)
         self.cfg = cfg
-        self.exp_dir = Path(exp_dir)
         self.data_dir = Path(data_dir)
         self.dump_dir = Path(dump_dir)
-        self.dist = DistInfo.from_env()
-        self.device = self._device(device)
-        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
-        self.state = Progress()
-        self._stop_signal: int | None = None
-        self._bad_steps = 0
-        self.writer = None
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -158,6 +95,13 @@ class Trainer:
     def load_extra_checkpoint_state(self, state: dict) -> None:
         pass
 
+    def describe(self) -> str:
+        return (f"training {self.cfg.name}: {len(self.batches.utts)} utterances, {len(self.batches)} batches/epoch, "
+                f"{self.total_steps} steps")
+
+    def current_lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
     def on_epoch_end(self, epoch: int) -> None:
         t = self.cfg.train
         if t.attack_every_epochs and epoch % t.attack_every_epochs == 0 and self.dist.is_main:
@@ -186,28 +130,6 @@ class Trainer:
         return scalars
 
     # ------------------------------------------------------------------ setup
-
-    def _device(self, device: str) -> torch.device:
-        if self.dist.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):
-            return torch.device("cuda", self.dist.local_rank)
-        return resolve_device(device)
-
-    def _autocast(self):
-        precision = self.cfg.train.precision
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"unknown train.precision '{precision}' (known: fp32, bf16, fp16)")
-        if precision == "fp32" or self.device.type != "cuda":
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-    def _total_steps(self) -> int:
-        t = self.cfg.train
-        if t.max_steps <= 0 and t.max_epochs <= 0:
-            raise ConfigError("set train.max_steps or train.max_epochs (both are 0: training would never end)")
-        by_epochs = t.max_epochs * len(self.batches) if t.max_epochs > 0 else None
-        if t.max_steps > 0 and by_epochs:
-            return min(t.max_steps, by_epochs)
-        return t.max_steps if t.max_steps > 0 else by_epochs
 
     def setup(self) -> None:
         if self.dist.enabled and not dist.is_initialized():
@@ -243,23 +165,13 @@ class Trainer:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def _resume(self) -> None:
-        config_path = self.exp_dir / "config.yaml"
-        checkpoint = latest_checkpoint(self.exp_dir)
-        if checkpoint is None:
-            if self.dist.is_main:
-                write_text_atomic(config_path, dump_config(self.cfg))
+        latest = self._latest_state(dump_config(self.cfg))
+        if latest is None:
             return
-        state = load_checkpoint(checkpoint)
-        if state.get("format") != self.checkpoint_format:
-            raise HoldttsError(f"{checkpoint}: a '{state.get('format')}' checkpoint, this trainer writes "
-                               f"'{self.checkpoint_format}'")
+        checkpoint, state = latest
         # through the schema first, so sections added to holdtts since the checkpoint compare as defaults
         saved = config_to_dict(config_from_dict(state["config"], source=str(checkpoint)))
-        diffs = config_differences(saved, config_to_dict(self.cfg))
-        if diffs:
-            raise ConfigError(f"{self.exp_dir} was trained with a different config; resuming would mix two "
-                              "experiments. Differences: " + "; ".join(diffs)
-                              + ". Use a new --exp-dir, or the original config.")
+        self._check_same_config(saved, config_to_dict(self.cfg))
         if state["symbols"] != self.symbols.to_list():
             raise HoldttsError(f"{checkpoint}: its symbol table differs from {self.dump_dir}/symbols.txt")
         self.model.load_state_dict(state["model"])
@@ -267,28 +179,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.state = Progress(**state["progress"])
-        rngs = state["rng"]
-        if len(rngs) == self.dist.world_size:
-            set_rng_state(rngs[self.dist.rank])
-        else:
-            log.warning("resuming on %d ranks from a run on %d: random streams restart from the seed",
-                        self.dist.world_size, len(rngs))
+        self._restore_progress(checkpoint, state, dump_config(self.cfg))
         self.load_extra_checkpoint_state(state)
-        if self.dist.is_main:
-            write_text_atomic(config_path, dump_config(self.cfg))
-            self._truncate_log(self.state.step)
-        log.info("resumed %s at step %d (epoch %d, batch %d)", checkpoint, self.state.step, self.state.epoch,
-                 self.state.batch_in_epoch)
 
     # ------------------------------------------------------------------ checkpoints and logs
 
     def checkpoint_state(self) -> dict:
-        rngs = [rng_state()]
-        if self.dist.enabled:
-            gathered = [None] * self.dist.world_size
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
         state = {
             "format": self.checkpoint_format,
             "holdtts_version": holdtts.__version__,
@@ -301,35 +197,13 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": vars(self.state).copy(),
-            "rng": rngs,
+            "rng": self._rng_states(),
             "world_size": self.dist.world_size,
             "train_split": self.cfg.data.train_split,
             "num_train_utts": len(self.batches.utts),
         }
         state.update(self.extra_checkpoint_state())
         return state
-
-    def save(self) -> Path | None:
-        state = self.checkpoint_state()  # every rank joins the RNG gather
-        self._saved_step = self.state.step
-        if not self.dist.is_main:
-            return None
-        return save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
-
-    def _truncate_log(self, step: int) -> None:
-        path = self.exp_dir / "train_log.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
-
-    def log_scalars(self, scalars: dict[str, float]) -> None:
-        if not self.dist.is_main:
-            return
-        step = self.state.step
-        for key, value in scalars.items():
-            self.writer.add_scalar(key, value, step)
-        with open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "epoch": self.state.epoch, **scalars}) + "\n")
 
     # ------------------------------------------------------------------ one step
 
@@ -413,112 +287,6 @@ class Trainer:
                               sample_rate=self.cfg.features.sample_rate)
 
     # ------------------------------------------------------------------ the loop
-
-    def _finished(self) -> bool:
-        t = self.cfg.train
-        return ((t.max_steps > 0 and self.state.step >= t.max_steps)
-                or (t.max_epochs > 0 and self.state.epoch >= t.max_epochs))
-
-    def _handle_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self._stop_signal = signum
-        log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
-
-    def _should_stop(self) -> bool:
-        flag = self._stop_signal is not None
-        if self.dist.enabled:
-            tensor = torch.tensor([float(flag)], device=self.device)
-            dist.all_reduce(tensor)
-            flag = bool(tensor.item())
-        return flag
-
-    def run(self) -> dict:
-        """Train until the step/epoch limit (or a SIGINT/SIGTERM); returns a summary dict."""
-        self.setup()
-        from torch.utils.tensorboard import SummaryWriter
-
-        if self.dist.is_main:
-            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.state.step + 1)
-        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self._saved_step = self.state.step if latest_checkpoint(self.exp_dir) else -1
-        bar = None
-        if self.progress_bar and self.dist.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True)
-        t = self.cfg.train
-        log.info("training %s: %d utterances, %d batches/epoch, %d steps, device %s, %d rank(s)",
-                 self.cfg.name, len(self.batches.utts), len(self.batches), self.total_steps, self.device,
-                 self.dist.world_size)
-        window_start, window_utts, window_steps = time.perf_counter(), 0, 0
-        running: dict[str, float] = {}
-        stopped = False
-        try:
-            while not self._finished() and not stopped:
-                loader = self.batches.loader(self.state.epoch, self.state.batch_in_epoch, t.num_workers,
-                                             pin_memory=self.device.type == "cuda")
-                for batch in loader:
-                    step_start = time.perf_counter()
-                    scalars = self.train_step(batch)
-                    self.state.step += 1
-                    self.state.batch_in_epoch += 1
-                    self.state.utts += len(batch) * self.dist.world_size
-                    self.state.elapsed += time.perf_counter() - step_start
-                    window_utts += len(batch) * self.dist.world_size
-                    window_steps += 1
-                    if scalars:
-                        for k, v in scalars.items():
-                            running[k] = running.get(k, 0.0) + v
-                    step = self.state.step
-                    if bar is not None:
-                        bar.update(1)
-                        if scalars:
-                            bar.set_postfix(loss=f"{scalars['loss']:.3f}", epoch=self.state.epoch)
-                    if step % t.log_every == 0 and window_steps:
-                        seconds = time.perf_counter() - window_start
-                        means = {f"train/{k}": v / window_steps for k, v in running.items()}
-                        means["train/lr"] = self.scheduler.get_last_lr()[0]
-                        means["train/utts_per_sec"] = window_utts / max(seconds, 1e-9)
-                        means["train/epoch"] = self.state.epoch
-                        self.log_scalars(means)
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{means.get('train/loss', float('nan')):.3f}",
-                                            utts_s=f"{means['train/utts_per_sec']:.1f}", epoch=self.state.epoch)
-                        elif self.dist.is_main:
-                            log.info("step %d epoch %d loss %.4f (%.1f utts/s)", step, self.state.epoch,
-                                     means.get("train/loss", float("nan")), means["train/utts_per_sec"])
-                        window_start, window_utts, window_steps, running = time.perf_counter(), 0, 0, {}
-                    if t.valid_every and step % t.valid_every == 0 and self.dist.is_main:
-                        self.log_scalars(self.validate())
-                    if t.sample_every and step % t.sample_every == 0 and self.dist.is_main:
-                        self.write_samples()
-                    if t.checkpoint_every and step % t.checkpoint_every == 0:
-                        self.save()
-                    if self._finished():
-                        break
-                    if self._should_stop():
-                        stopped = True
-                        break
-                else:
-                    self.state.epoch += 1
-                    self.state.batch_in_epoch = 0
-                    self.on_epoch_end(self.state.epoch)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            if bar is not None:
-                bar.close()
-        if self._saved_step != self.state.step:
-            self.save()
-        summary = self.summary(stopped)
-        if self.dist.is_main:
-            if not stopped:
-                write_json_atomic(self.exp_dir / "train_summary.json", summary)
-            self.writer.close()
-        if self.dist.enabled:
-            dist.barrier()
-        return summary
 
     def summary(self, stopped: bool) -> dict:
         return {

@@ -22,11 +22,7 @@ Experiment directory (as `holdtts train`):
 """
 from __future__ import annotations
 
-import json
 import logging
-import signal
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +36,14 @@ from torch import nn
 
 import holdtts
 from holdtts.config import FeaturesConfig, config_to_dict, dump_config
-from holdtts.data.features import resolve_device
 from holdtts.data.mel import mel_spectrogram
 from holdtts.data.tables import iter_lines, read_table
 from holdtts.errors import ConfigError, HoldttsError, InputError
 from holdtts.training.checkpoint import (
     latest_checkpoint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
-from holdtts.training.trainer import MAX_BAD_STEPS, DistInfo, Progress, config_differences
-from holdtts.utils.fileio import ensure_dir, write_json_atomic, write_text_atomic
+from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
+from holdtts.utils.fileio import ensure_dir
 from holdtts.vocoder.hifigan import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -281,39 +272,22 @@ class _EpochView(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------- the loop
 
 
-class VocoderTrainer:
+class VocoderTrainer(TrainingLoop):
     """Trains a HiFi-GAN generator and its discriminators on one split (the members by default)."""
 
     checkpoint_format = HOLDTTS_FORMAT
+    item_name = "segments"
 
     def __init__(self, cfg: VocoderConfig, exp_dir: str | Path, data_dir: str | Path, split: str = "members",
                  device: str = "auto", progress_bar: bool | None = None):
         check_vocoder_config(cfg)
+        super().__init__(exp_dir, device, progress_bar)
         self.cfg = cfg
-        self.exp_dir = Path(exp_dir)
         self.data_dir = Path(data_dir)
         self.split = split
-        self.dist = DistInfo.from_env()
-        self.device = self._device(device)
-        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.loss_features = loss_mel_features(cfg.features, cfg.loss.fmax_for_loss)
-        self.state = Progress()
-        self._stop_signal: int | None = None
-        self._bad_steps = 0
         self._valid_audio: list[np.ndarray] | None = None
         self._logged_ground_truth = False
-        self.writer = None
-
-    def _device(self, device: str) -> torch.device:
-        if self.dist.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):
-            return torch.device("cuda", self.dist.local_rank)
-        return resolve_device(device)
-
-    def _autocast(self):
-        precision = self.cfg.train.precision
-        if precision == "fp32" or self.device.type != "cuda":
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
     # ------------------------------------------------------------------ setup
 
@@ -362,22 +336,11 @@ class VocoderTrainer:
         self._resume()
 
     def _resume(self) -> None:
-        config_path = self.exp_dir / "config.yaml"
-        checkpoint = latest_checkpoint(self.exp_dir)
-        if checkpoint is None:
-            if self.dist.is_main:
-                write_text_atomic(config_path, dump_config(self.cfg))
+        latest = self._latest_state(dump_config(self.cfg))
+        if latest is None:
             return
-        state = load_checkpoint(checkpoint)
-        if state.get("format") != self.checkpoint_format:
-            raise HoldttsError(f"{checkpoint}: a '{state.get('format')}' checkpoint; train-vocoder writes "
-                               f"'{self.checkpoint_format}' (use another --exp-dir)")
-        diffs = [d for d in config_differences(state["config"], config_to_dict(self.cfg))
-                 if d.split(":", 1)[0] not in RESUMABLE]
-        if diffs:
-            raise ConfigError(f"{self.exp_dir} was trained with a different config; resuming would mix two "
-                              "experiments. Differences: " + "; ".join(diffs)
-                              + ". Use a new --exp-dir, or the original config.")
+        checkpoint, state = latest
+        self._check_same_config(state["config"], config_to_dict(self.cfg), RESUMABLE)
         if state["train_split"] != self.split:
             raise HoldttsError(f"{checkpoint}: trained on split '{state['train_split']}', asked to go on "
                                f"with '{self.split}'")
@@ -385,27 +348,11 @@ class VocoderTrainer:
         self.discriminator.load_state_dict(state["discriminator"])
         for name in ("optim_g", "optim_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
             getattr(self, name).load_state_dict(state[name])
-        self.state = Progress(**state["progress"])
-        rngs = state["rng"]
-        if len(rngs) == self.dist.world_size:
-            set_rng_state(rngs[self.dist.rank])
-        else:
-            log.warning("resuming on %d ranks from a run on %d: random streams restart from the seed",
-                        self.dist.world_size, len(rngs))
-        if self.dist.is_main:
-            write_text_atomic(config_path, dump_config(self.cfg))
-            self._truncate_log(self.state.step)
-        log.info("resumed %s at step %d (epoch %d, batch %d)", checkpoint, self.state.step, self.state.epoch,
-                 self.state.batch_in_epoch)
+        self._restore_progress(checkpoint, state, dump_config(self.cfg))
 
     # ------------------------------------------------------------------ checkpoints and logs
 
     def checkpoint_state(self) -> dict:
-        rngs = [rng_state()]
-        if self.dist.enabled:
-            gathered = [None] * self.dist.world_size
-            dist.all_gather_object(gathered, rngs[0])
-            rngs = gathered
         return {
             "format": self.checkpoint_format,
             "holdtts_version": holdtts.__version__,
@@ -419,34 +366,11 @@ class VocoderTrainer:
             "scaler_g": self.scaler_g.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
             "progress": vars(self.state).copy(),
-            "rng": rngs,
+            "rng": self._rng_states(),
             "world_size": self.dist.world_size,
             "train_split": self.split,
             "num_train_utts": len(self.batches.clips),
         }
-
-    def save(self) -> Path | None:
-        state = self.checkpoint_state()  # every rank joins the RNG gather
-        if not self.dist.is_main:
-            return None
-        path = save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
-        self._saved_step = self.state.step
-        return path
-
-    def _truncate_log(self, step: int) -> None:
-        path = self.exp_dir / "train_log.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
-
-    def log_scalars(self, scalars: dict[str, float]) -> None:
-        if not self.dist.is_main:
-            return
-        for key, value in scalars.items():
-            self.writer.add_scalar(key, value, self.state.step)
-        with open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": self.state.step, "epoch": self.state.epoch, **scalars}) + "\n")
 
     # ------------------------------------------------------------------ one step
 
@@ -557,120 +481,23 @@ class VocoderTrainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _finished(self) -> bool:
-        t = self.cfg.train
-        return ((t.max_steps > 0 and self.state.step >= t.max_steps)
-                or (t.max_epochs > 0 and self.state.epoch >= t.max_epochs))
+    def describe(self) -> str:
+        return (f"training vocoder {self.cfg.name} on '{self.split}': {len(self.batches.clips)} clips, "
+                f"{len(self.batches)} batches/epoch")
 
-    def _total_steps(self) -> int:
-        t = self.cfg.train
-        by_epochs = t.max_epochs * len(self.batches) if t.max_epochs > 0 else None
-        if t.max_steps > 0 and by_epochs:
-            return min(t.max_steps, by_epochs)
-        return t.max_steps if t.max_steps > 0 else by_epochs
+    def current_lr(self) -> float:
+        return self.sched_g.get_last_lr()[0]
 
-    def _handle_signal(self, signum, frame) -> None:
-        if self._stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self._stop_signal = signum
-        log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
+    def batch_items(self, audio: torch.Tensor) -> int:
+        return audio.shape[0]
 
-    def _should_stop(self) -> bool:
-        flag = self._stop_signal is not None
-        if self.dist.enabled:
-            tensor = torch.tensor([float(flag)], device=self.device)
-            dist.all_reduce(tensor)
-            flag = bool(tensor.item())
-        return flag
+    def wants_validation(self) -> bool:
+        return bool(self.valid_clips)
 
-    def run(self) -> dict:
-        """Train until the step/epoch limit (or a SIGINT/SIGTERM); returns a summary dict."""
-        self.setup()
-        from torch.utils.tensorboard import SummaryWriter
-
-        if self.dist.is_main:
-            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.state.step + 1)
-        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self._saved_step = self.state.step if latest_checkpoint(self.exp_dir) else -1
-        t = self.cfg.train
-        bar = None
-        if self.progress_bar and self.dist.is_main:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self._total_steps(), initial=self.state.step, unit="step", dynamic_ncols=True)
-        log.info("training vocoder %s on '%s': %d clips, %d batches/epoch, device %s, %d rank(s)",
-                 self.cfg.name, self.split, len(self.batches.clips), len(self.batches), self.device,
-                 self.dist.world_size)
-        window_start, window_segments, window_steps = time.perf_counter(), 0, 0
-        running: dict[str, float] = {}
-        stopped = False
-        try:
-            while not self._finished() and not stopped:
-                loader = self.batches.loader(self.state.epoch, self.state.batch_in_epoch, t.num_workers,
-                                             pin_memory=self.device.type == "cuda")
-                for audio in loader:
-                    step_start = time.perf_counter()
-                    scalars = self.train_step(audio)
-                    self.state.step += 1
-                    self.state.batch_in_epoch += 1
-                    self.state.utts += audio.shape[0] * self.dist.world_size
-                    self.state.elapsed += time.perf_counter() - step_start
-                    window_segments += audio.shape[0] * self.dist.world_size
-                    window_steps += 1
-                    for k, v in (scalars or {}).items():
-                        running[k] = running.get(k, 0.0) + v
-                    step = self.state.step
-                    if bar is not None:
-                        bar.update(1)
-                    if step % t.log_every == 0 and window_steps:
-                        seconds = time.perf_counter() - window_start
-                        means = {f"train/{k}": v / window_steps for k, v in running.items()}
-                        means["train/lr"] = self.sched_g.get_last_lr()[0]
-                        means["train/segments_per_sec"] = window_segments / max(seconds, 1e-9)
-                        means["train/epoch"] = self.state.epoch
-                        self.log_scalars(means)
-                        if bar is not None:
-                            bar.set_postfix(mel=f"{means.get('train/loss_mel', float('nan')):.3f}",
-                                            epoch=self.state.epoch)
-                        elif self.dist.is_main:
-                            log.info("step %d epoch %d loss_g %.3f loss_d %.3f mel %.4f (%.1f segments/s)",
-                                     step, self.state.epoch, means.get("train/loss_g", float("nan")),
-                                     means.get("train/loss_d", float("nan")),
-                                     means.get("train/loss_mel", float("nan")),
-                                     means["train/segments_per_sec"])
-                        window_start, window_segments, window_steps, running = time.perf_counter(), 0, 0, {}
-                    if self.valid_clips and t.valid_every and step % t.valid_every == 0 and self.dist.is_main:
-                        self.log_scalars(self.validate())
-                    if (self.valid_clips and t.sample_every and step % t.sample_every == 0
-                            and self.dist.is_main):
-                        self.write_samples()
-                    if t.checkpoint_every and step % t.checkpoint_every == 0:
-                        self.save()
-                    if self._finished():
-                        break
-                    if self._should_stop():
-                        stopped = True
-                        break
-                else:
-                    self.state.epoch += 1
-                    self.state.batch_in_epoch = 0
-                    self.sched_g.step()
-                    self.sched_d.step()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            if bar is not None:
-                bar.close()
-        if self._saved_step != self.state.step:
-            self.save()
-        summary = self.summary(stopped)
-        if self.dist.is_main:
-            if not stopped:
-                write_json_atomic(self.exp_dir / "train_summary.json", summary)
-            self.writer.close()
-        if self.dist.enabled:
-            dist.barrier()
-        return summary
+    def on_epoch_end(self, epoch: int) -> None:
+        # the paper's schedule: the learning rates decay once per epoch
+        self.sched_g.step()
+        self.sched_d.step()
 
     def summary(self, stopped: bool) -> dict:
         return {

@@ -50,8 +50,7 @@ VARIANTS = {
 
 
 @torch.no_grad()
-def score(exp: Path, data: Path, dump: Path, utts: list[str], steps: int, seed: int, device: str) -> dict:
-    model = load_model(exp, device=device)
+def score(model, data: Path, dump: Path, utts: list[str], sampler: str, steps: int, seed: int, device: str) -> dict:
     store = FeatureStore(dump)
     texts = read_table(data / "test" / "text")
     generated, real, mcds = [], [], []
@@ -59,7 +58,7 @@ def score(exp: Path, data: Path, dump: Path, utts: list[str], steps: int, seed: 
         chunk = utts[start:start + 16]
         tokens, lengths = encode_texts(model, [texts[u] for u in chunk])
         generator = torch.Generator(device=device).manual_seed(seed + start)
-        mels, frames = model.synthesize(tokens, lengths, steps=steps, generator=generator)
+        mels, frames = model.synthesize(tokens, lengths, steps=steps, sampler=sampler, generator=generator)
         for i, utt in enumerate(chunk):
             mel = mels[i, :, : int(frames[i])].float().cpu().numpy()
             ref = store.mel(utt)
@@ -105,6 +104,8 @@ def main():
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--steps", type=int, default=600, help="training steps per variant")
     parser.add_argument("--synthesis-steps", type=int, default=30)
+    parser.add_argument("--samplers", default="config,splitting",
+                        help="samplers to score each variant with ('config': the variant's own)")
     parser.add_argument("--test-utts", type=int, default=32)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=1234)
@@ -123,18 +124,23 @@ def main():
         cfg = load_config(files, [*overrides, f"train.max_steps={args.steps}", "train.max_epochs=0",
                                   f"train.valid_every={every}", f"train.checkpoint_every={every}",
                                   "train.sample_every=0", f"train.seed={args.seed}", f"name={name}"])
-        started = time.perf_counter()
         summary = Trainer(cfg, args.out_dir / name, args.data_dir, args.dump_dir, device=args.device,
                           progress_bar=False).run()
         rows = [json.loads(line) for line in (args.out_dir / name / "train_log.jsonl").read_text().splitlines()]
         valid = [r for r in rows if "valid/loss_diffusion" in r][-1]
-        quality = score(args.out_dir / name, args.data_dir, args.dump_dir, utts, args.synthesis_steps, args.seed,
-                        args.device)
-        results.append({"variant": name, "base": base, "overrides": " ".join(overrides) or "-",
-                        "sampler": cfg.synthesis.sampler, "steps": summary["step"],
-                        "valid_diffusion": valid["valid/loss_diffusion"], "valid_prior": valid["valid/loss_prior"],
-                        **quality, "seconds": round(time.perf_counter() - started, 1)})
-        print(json.dumps(results[-1]), flush=True)
+        model = load_model(args.out_dir / name, device=args.device)
+        samplers = dict.fromkeys(cfg.synthesis.sampler if s == "config" else s for s in args.samplers.split(","))
+        for sampler in samplers:
+            started = time.perf_counter()
+            quality = score(model, args.data_dir, args.dump_dir, utts, sampler, args.synthesis_steps, args.seed,
+                            args.device)
+            results.append({"variant": name, "base": base, "overrides": " ".join(overrides) or "-",
+                            "sampler": sampler, "own_sampler": int(sampler == cfg.synthesis.sampler),
+                            "steps": summary["step"], "valid_diffusion": valid["valid/loss_diffusion"],
+                            "valid_prior": valid["valid/loss_prior"], **quality,
+                            "train_seconds": summary["train_seconds"],
+                            "score_seconds": round(time.perf_counter() - started, 1)})
+            print(json.dumps(results[-1]), flush=True)
     columns = list(results[0])
     write_text_atomic(args.out_dir / "results.tsv", "\t".join(columns) + "\n" + "".join(
         "\t".join(str(r[c]) for c in columns) + "\n" for r in results))
