@@ -71,3 +71,23 @@ def test_option_typos_and_bad_values_are_errors(recipe):
     assert helped.returncode == 0 and "--stop-stage" in helped.stdout and "--attack-utts" in helped.stdout
     missing = run(recipe, "--stage", "4", "--stop-stage", "4", "--systems", "nosuch")
     assert missing.returncode == 2 and "no conf/nosuch.yaml" in missing.stderr
+
+
+def test_train_params_reach_every_training_command(recipe):
+    if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
+        pytest.skip("holdtts is not installed")
+    result = run(recipe, "--stage", "4", "--stop-stage", "4", "--systems", "vp", "--train-params", "train.nosuch=1")
+    assert result.returncode == 1 and "stage 4 (train-vp): FAILED" in result.stderr
+    log = (recipe / "exp" / "log" / "stage4.train-vp.log").read_text()
+    assert "unknown config key 'train.nosuch'" in log
+    assert "--set train.nosuch=1" in result.stderr  # the stage's logged command
+
+
+def test_gpu_experiment_checks_its_options(recipe):
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    script = recipe / "local" / "gpu_experiment.sh"
+    bad = subprocess.run(["bash", str(script), "--out", str(recipe / "out"), "--phases", "nosuch"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown phase 'nosuch'" in bad.stderr
+    helped = subprocess.run(["bash", str(script), "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "--steps" in helped.stdout and "--attack-utts" in helped.stdout

@@ -31,7 +31,7 @@ train_params=          # config overrides for every system, e.g. "train.max_step
 vocoder=auto           # auto (griffin-lim for mini, hifigan for ljspeech) | griffin-lim | hifigan
 attacks=auto           # auto (a CPU-friendly set for mini, all for ljspeech) | all | a comma list
 attack_utts=           # at most this many members and as many non-members per attack (default: mini 32, else all)
-attack_params=         # attack parameters, e.g. "loss.draws=4 pia_mc.draws=16" (default: mini fewer draws)
+attack_params=auto     # auto (mini: fewer Monte-Carlo draws; ljspeech: none) | none | e.g. "loss.draws=4 pia_mc.draws=16"
 blackbox=true          # also attack every system through its synthesis (one synthesis per utterance)
 eval_utts=             # quality: the first N test sentences (default: mini 8, ljspeech all)
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
@@ -53,13 +53,14 @@ case "$corpus" in
     [ "$vocoder" = auto ] && vocoder=griffin-lim
     [ "$attacks" = auto ] && attacks=loss,pia,pian,sima,pia_mc,sima_mc,duration,prior
     [ -z "$attack_utts" ] && attack_utts=32
-    [ -z "$attack_params" ] && attack_params="pia_mc.draws=2 sima_mc.draws=2 synth_distance.steps=5"
+    [ "$attack_params" = auto ] && attack_params="pia_mc.draws=2 sima_mc.draws=2 synth_distance.steps=5"
     [ -z "$eval_utts" ] && eval_utts=8
     ;;
   ljspeech)
     [ "$size" = auto ] && size=full
     [ "$vocoder" = auto ] && vocoder=hifigan
     [ "$attacks" = auto ] && attacks=all
+    [ "$attack_params" = auto ] && attack_params=none
     ;;
   *) echo "$0: --corpus must be mini or ljspeech, got '$corpus'" >&2; exit 2 ;;
 esac
@@ -107,7 +108,7 @@ done
 # ------------------------------------------------------------------ 5: membership-inference attacks
 attack_args=(--data-dir data --dump-dir dump --seed "$seed" --device "$device")
 [ -n "$attack_utts" ] && attack_args+=(--max-utts "$attack_utts")
-for p in $attack_params; do attack_args+=(--param "$p"); done
+[ "$attack_params" = none ] || for p in $attack_params; do attack_args+=(--param "$p"); done
 for sys in $systems; do
   if [[ "$sys" == dualmd* ]]; then
     # white-box: each teacher against its own half (the deployed pipeline has no single score network)

@@ -23,9 +23,10 @@ batch_size=32
 systems="vp hold2 hold3 hold4 dualmd distillmd vp_dp vp_dp_eps1"
 attack_utts=250           # members and as many non-members per attack
 eval_utts=100             # non-member test sentences for the quality metrics
+vocoder=griffin-lim       # or hifigan: stage 3 trains one on the members first (conf/vocoder_v1.yaml)
 device=cuda
 seed=1234
-recipe_options="out phases mini_utts steps batch_size systems attack_utts eval_utts device seed"
+recipe_options="out phases mini_utts steps batch_size systems attack_utts eval_utts vocoder device seed"
 help_message="Usage: $0 [options]   (see the comment at the top of this file)"
 
 . ./path.sh
@@ -38,8 +39,8 @@ for phase in $phases; do
   case "$phase" in
     recipe)
       # max_epochs=0: the step budget alone ends training (DP calibrates its noise to the same budget)
-      ./run.sh --corpus mini --mini-utts "$mini_utts" --size full --device "$device" --seed "$seed" \
-        --systems "$systems" --attacks all --attack-utts "$attack_utts" --eval-utts "$eval_utts" \
+      ./run.sh --corpus mini --mini-utts "$mini_utts" --size full --device "$device" --seed "$seed" --vocoder "$vocoder" \
+        --systems "$systems" --attacks all --attack-params none --attack-utts "$attack_utts" --eval-utts "$eval_utts" \
         --train-params "train.max_steps=$steps train.max_epochs=0 train.batch_size=$batch_size"
       ;;
     bench)
