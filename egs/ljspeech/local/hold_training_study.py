@@ -95,6 +95,20 @@ def plot_curves(out: Path, names: list[str]) -> None:
     plt.close(fig)
 
 
+def write_results(out: Path, args, results: list[dict]) -> None:
+    """results.tsv, results.md and study.json of the rows so far (rewritten after every variant, so an
+    interrupted study keeps what it finished)."""
+    columns = list(results[0])
+    write_text_atomic(out / "results.tsv", "\t".join(columns) + "\n" + "".join(
+        "\t".join(str(r[c]) for c in columns) + "\n" for r in results))
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in results:
+        table.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
+                                       for c in columns) + " |")
+    write_text_atomic(out / "results.md", "\n".join(table) + "\n")
+    write_json_atomic(out / "study.json", {"args": {k: str(v) for k, v in vars(args).items()}, "results": results})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, required=True)
@@ -141,16 +155,7 @@ def main():
                             "train_seconds": summary["train_seconds"],
                             "score_seconds": round(time.perf_counter() - started, 1)})
             print(json.dumps(results[-1]), flush=True)
-    columns = list(results[0])
-    write_text_atomic(args.out_dir / "results.tsv", "\t".join(columns) + "\n" + "".join(
-        "\t".join(str(r[c]) for c in columns) + "\n" for r in results))
-    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in results:
-        table.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])
-                                       for c in columns) + " |")
-    write_text_atomic(args.out_dir / "results.md", "\n".join(table) + "\n")
-    write_json_atomic(args.out_dir / "study.json", {"args": {k: str(v) for k, v in vars(args).items()},
-                                                    "results": results})
+        write_results(args.out_dir, args, results)
     plot_curves(args.out_dir, names)
 
 
