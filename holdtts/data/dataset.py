@@ -6,7 +6,7 @@ the batches and crops an uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,12 +168,19 @@ class BucketedBatches:
 
     def loader(self, epoch: int, start: int = 0, num_workers: int = 0, pin_memory: bool = False):
         """A DataLoader over `iterate(epoch, start)` that prefetches in worker processes."""
-        view = _EpochView(self, epoch, start)
-        # Its own generator: a DataLoader draws a base seed when iterated, which would otherwise consume
-        # the global RNG at a different point in a resumed run than in an uninterrupted one.
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.utils.data.DataLoader(view, batch_size=None, shuffle=False, num_workers=num_workers,
-                                           pin_memory=pin_memory, collate_fn=_identity, generator=generator)
+        return epoch_loader(self.epoch_batches(epoch), self.batch, epoch, start, self.seed, num_workers, pin_memory)
+
+
+def epoch_loader(order: Sequence, fetch: Callable, epoch: int, start: int, seed: int, num_workers: int = 0,
+                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding `fetch(epoch, i, order[i])` for i = start, start + 1, ...: the batches of one
+    epoch, resumable mid-epoch, each built whole in a worker (every trainer's batch source uses it)."""
+    # Its own generator: a DataLoader draws a base seed when iterated, which would otherwise consume
+    # the global RNG at a different point in a resumed run than in an uninterrupted one.
+    generator = torch.Generator().manual_seed(seed + epoch)
+    return torch.utils.data.DataLoader(_EpochView(order, fetch, epoch, start), batch_size=None, shuffle=False,
+                                       num_workers=num_workers, pin_memory=pin_memory, collate_fn=_identity,
+                                       generator=generator)
 
 
 def _identity(x):
@@ -181,13 +188,12 @@ def _identity(x):
 
 
 class _EpochView(torch.utils.data.Dataset):
-    def __init__(self, batches: BucketedBatches, epoch: int, start: int):
-        self.batches, self.epoch, self.start = batches, epoch, start
-        self.order = batches.epoch_batches(epoch)
+    def __init__(self, order: Sequence, fetch: Callable, epoch: int, start: int):
+        self.order, self.fetch, self.epoch, self.start = order, fetch, epoch, start
 
     def __len__(self) -> int:
         return max(0, len(self.order) - self.start)
 
-    def __getitem__(self, k: int) -> Batch:
+    def __getitem__(self, k: int):
         index = self.start + k
-        return self.batches.batch(self.epoch, index, self.order[index])
+        return self.fetch(self.epoch, index, self.order[index])

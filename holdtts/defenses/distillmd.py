@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from holdtts.config import SystemConfig
-from holdtts.data.dataset import Batch, BucketedBatches
+from holdtts.data.dataset import Batch, BucketedBatches, epoch_loader
 from holdtts.defenses.dualmd import (
     TEACHER_DIRS,
     component_facts,
@@ -136,31 +136,15 @@ class AlternatingBatches:
         return len(self.epoch_batches(0))
 
     def batch(self, epoch: int, position: int) -> Batch:
-        k, index, indices = self.epoch_batches(epoch)[position]
+        return self._batch_of(epoch, position, self.epoch_batches(epoch)[position])
+
+    def _batch_of(self, epoch: int, position: int, entry: tuple[int, int, list[int]]) -> Batch:
+        k, index, indices = entry
         return self.halves[k].batch(epoch, index, indices)
 
     def loader(self, epoch: int, start: int = 0, num_workers: int = 0, pin_memory: bool = False):
-        view = _AlternatingView(self, epoch, start)
-        generator = torch.Generator().manual_seed(self.seed + epoch)  # keeps the global RNG out of it
-        return torch.utils.data.DataLoader(view, batch_size=None, shuffle=False, num_workers=num_workers,
-                                           pin_memory=pin_memory, collate_fn=_identity, generator=generator)
-
-
-def _identity(x):
-    return x
-
-
-class _AlternatingView(torch.utils.data.Dataset):
-    def __init__(self, batches: AlternatingBatches, epoch: int, start: int):
-        self.batches, self.epoch, self.start = batches, epoch, start
-        self.order = batches.epoch_batches(epoch)
-
-    def __len__(self) -> int:
-        return max(0, len(self.order) - self.start)
-
-    def __getitem__(self, j: int) -> Batch:
-        k, index, indices = self.order[self.start + j]
-        return self.batches.halves[k].batch(self.epoch, index, indices)
+        return epoch_loader(self.epoch_batches(epoch), self._batch_of, epoch, start, self.seed, num_workers,
+                            pin_memory)
 
 
 # --------------------------------------------------------------------------- the trainer

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from holdtts.data.features import resolve_device
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.training.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from holdtts.utils.fileio import write_json_atomic, write_text_atomic
+from holdtts.utils.fileio import ensure_dir, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,18 @@ class TrainingLoop:
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called after each full epoch, `epoch` being the number of epochs done."""
+
+    def _start_processes(self) -> None:
+        """Join torchrun's process group, set up the GPU for speed, create the experiment directory."""
+        if self.dist.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        if self.dist.is_main:
+            ensure_dir(self.exp_dir)
 
     def _device(self, device: str) -> torch.device:
         if self.dist.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 import holdtts
@@ -32,7 +31,6 @@ from holdtts.training.checkpoint import (
 )
 from holdtts.training.ema import EMA
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
-from holdtts.utils.fileio import ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +130,7 @@ class Trainer(TrainingLoop):
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        if self.dist.enabled and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
-        if self.dist.is_main:
-            ensure_dir(self.exp_dir)
+        self._start_processes()
         self.store = FeatureStore(self.dump_dir)
         self.symbols = self.store.symbols
         self.batches = self.make_batches()

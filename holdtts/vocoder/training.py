@@ -31,11 +31,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 import soundfile as sf
 import torch
-import torch.distributed as dist
 from torch import nn
 
 import holdtts
 from holdtts.config import FeaturesConfig, config_to_dict, dump_config
+from holdtts.data.dataset import epoch_loader
 from holdtts.data.mel import mel_spectrogram
 from holdtts.data.tables import iter_lines, read_table
 from holdtts.errors import ConfigError, HoldttsError, InputError
@@ -43,7 +43,6 @@ from holdtts.training.checkpoint import (
     latest_checkpoint,
 )
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
-from holdtts.utils.fileio import ensure_dir
 from holdtts.vocoder.hifigan import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -252,24 +251,7 @@ class SegmentBatches:
 
     def loader(self, epoch: int, start: int = 0, num_workers: int = 0, pin_memory: bool = False):
         """A DataLoader over `iterate(epoch, start)` that decodes in worker processes."""
-        return torch.utils.data.DataLoader(_EpochView(self, epoch, start), batch_size=None, shuffle=False,
-                                           num_workers=num_workers, pin_memory=pin_memory)
-
-
-class _EpochView(torch.utils.data.Dataset):
-    def __init__(self, batches: SegmentBatches, epoch: int, start: int):
-        self.batches, self.epoch, self.start = batches, epoch, start
-        self.order = batches.epoch_batches(epoch)
-
-    def __len__(self) -> int:
-        return max(0, len(self.order) - self.start)
-
-    def __getitem__(self, k: int) -> torch.Tensor:
-        index = self.start + k
-        return self.batches.batch(self.epoch, index, self.order[index])
-
-
-# --------------------------------------------------------------------------- the loop
+        return epoch_loader(self.epoch_batches(epoch), self.batch, epoch, start, self.seed, num_workers, pin_memory)
 
 
 class VocoderTrainer(TrainingLoop):
@@ -303,15 +285,7 @@ class VocoderTrainer(TrainingLoop):
                 raise HoldttsError(f"the validation split '{self.cfg.data.valid_split}' shares {len(heard)} "
                                    f"clips with the training split '{self.split}' (e.g. {sorted(heard)[0]})")
         check_clips(clips + self.valid_clips, self.cfg.features.sample_rate)
-        if self.dist.enabled and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
-        if self.dist.is_main:
-            ensure_dir(self.exp_dir)
+        self._start_processes()
         t = self.cfg.train
         self.batches = SegmentBatches(clips, t.batch_size, self.cfg.data.segment_size, t.seed,
                                       self.cfg.data.peak_normalize, self.dist.rank, self.dist.world_size)
