@@ -1,10 +1,11 @@
 """Attack metrics from the rows file, with members as the positive class (scikit-learn's ROC arithmetic).
 
-For each (attack, t): AUROC, ASR (the best balanced accuracy over thresholds), TPR at 1% and 0.1% FPR
-(the largest TPR whose FPR does not exceed the target, Carlini et al.'s convention), each with a
-percentile bootstrap 95% interval over utterances; each attack's best t (highest AUROC) and the
-strongest (attack, t) overall. Everything is a function of the rows alone, so `metrics_from_rows` on a
-rows file reproduces the JSON exactly.
+Per (attack, t), on all rows: AUROC, ASR, TPR at 1% and 0.1% FPR with stratified bootstrap 95% intervals
+(descriptive: each cell alone). Per rows file, the held-out analysis of holdtts.privacy.statistics: the
+`headline` (the strongest attack and its t picked on a calibration half, measured on the test half, with a
+label-permutation p-value over every cell), each attack at its calibration-picked t (`heldout`), and the
+in-sample maximum labelled as the optimistic upper bound it is. Everything is a function of the rows alone,
+so `metrics_from_rows` on a rows file reproduces the JSON exactly.
 """
 from __future__ import annotations
 
@@ -15,49 +16,34 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import auc, roc_curve
 
 from holdtts.errors import InputError
+from holdtts.privacy.statistics import (
+    DEFAULT_PERMUTATIONS,
+    FPR_TARGETS,
+    METRICS,
+    NO_T,
+    ScoreTable,
+    bootstrap,
+    leakage,
+    roc_metrics,
+)
 from holdtts.utils.fileio import atomic_open
 
 ROW_FIELDS = ("utt_id", "member", "attack", "t", "score")
-NO_T = "-"
-FPR_TARGETS = {"tpr@1%fpr": 0.01, "tpr@0.1%fpr": 0.001}
-METRICS = ("auroc", "asr", *FPR_TARGETS)
+__all__ = ["FPR_TARGETS", "METRICS", "NO_T", "ROW_FIELDS", "bootstrap", "compute_metrics", "format_t",
+           "metrics_from_rows", "read_rows", "roc_metrics", "write_rows"]
 
 
 def format_t(t: float | None) -> str:
     return NO_T if t is None else f"{t:g}"
 
 
-def roc_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """AUROC, ASR and TPR at fixed FPRs for one set of labelled scores."""
-    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    out = {"auroc": float(auc(fpr, tpr)), "asr": float(np.max((tpr + 1 - fpr) / 2))}
-    for name, target in FPR_TARGETS.items():
-        out[name] = float(tpr[fpr <= target].max()) if np.any(fpr <= target) else 0.0
-    return out
-
-
-def bootstrap(labels: np.ndarray, scores: np.ndarray, samples: int, seed: int, level: float = 0.95):
-    """Percentile intervals of every metric over `samples` resamplings of the utterances (stratified:
-    members and non-members are resampled separately, so each resample has both classes). No samples:
-    no intervals (None)."""
-    if samples <= 0:
-        return dict.fromkeys(METRICS)
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    values = {m: np.empty(samples) for m in METRICS}
-    for i in range(samples):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        for m, v in roc_metrics(labels[idx], scores[idx]).items():
-            values[m][i] = v
-    tail = (1 - level) / 2 * 100
-    return {m: [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] for m, v in values.items()}
-
-
-def compute_metrics(rows: Iterable[dict], bootstrap_samples: int = 1000, seed: int = 0) -> dict:
+def compute_metrics(rows: Iterable[dict], bootstrap_samples: int = 1000, seed: int = 0,
+                    permutations: int = DEFAULT_PERMUTATIONS, split_seed: int = 0,
+                    alternative: str = "two-sided") -> dict:
     """Metrics JSON from rows with the columns of ROW_FIELDS (member 0/1, t a string, score a float)."""
+    rows = list(rows)
     groups: dict[tuple[str, str], list[tuple[int, float, str]]] = {}
     for row in rows:
         groups.setdefault((row["attack"], row["t"]), []).append((int(row["member"]), float(row["score"]),
@@ -78,22 +64,22 @@ def compute_metrics(rows: Iterable[dict], bootstrap_samples: int = 1000, seed: i
         entry.update({f"{m}_ci": ci for m, ci in bootstrap(labels, scores, bootstrap_samples, key_seed).items()})
         entry.update({"num_members": members, "num_nonmembers": nonmembers})
         results.setdefault(attack, {"by_t": {}})["by_t"][t] = entry
-    strongest = None
-    for attack, result in results.items():
+    for result in results.values():  # descriptive only: picked on the rows it is reported on
         best_t = max(result["by_t"], key=lambda t: (result["by_t"][t]["auroc"], _t_value(t)))
         result["best_t"] = best_t
         result["best"] = result["by_t"][best_t]
-        if strongest is None or result["best"]["auroc"] > strongest["auroc"]:
-            strongest = {"attack": attack, "t": best_t, **result["best"]}
+    analysis = leakage(ScoreTable.from_rows(rows), split_seed=split_seed, permutations=permutations,
+                       bootstrap_samples=bootstrap_samples, seed=seed, alternative=alternative)
     return {
         "positive_class": "member",
         "bootstrap": {"samples": bootstrap_samples, "seed": seed, "level": 0.95, "stratified": True},
         "num_members": members,
         "num_nonmembers": nonmembers,
+        **analysis,
         "attacks": results,
-        "strongest": strongest,
-        "note": "best t and the strongest attack are selected on the evaluation rows themselves "
-                "(as the published attacks report them): an optimistic upper bound for the attacker",
+        "note": "headline and heldout: attack and t picked on a calibration half, measured on the test half; "
+                "by_t, best_t and in_sample_max: on all rows (best_t and in_sample_max are optimistic upper "
+                "bounds for the attacker, not findings)",
     }
 
 
@@ -130,5 +116,5 @@ def read_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def metrics_from_rows(path: str | Path, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
-    return compute_metrics(read_rows(path), bootstrap_samples, seed)
+def metrics_from_rows(path: str | Path, bootstrap_samples: int = 1000, seed: int = 0, **options) -> dict:
+    return compute_metrics(read_rows(path), bootstrap_samples, seed, **options)
