@@ -159,22 +159,40 @@ def test_systems_are_discovered_in_report_order(report):
     assert report.out_dir == report.records[0].path.parent / "report"
 
 
-def test_headline_takes_the_maximum_over_all_attack_dirs(report):
+def test_headline_is_the_calibration_pick_over_all_attack_dirs(report):
     exp = report.records[0].path.parent
     row = next(r for r in report.summary["headline"] if r["system"] == "dualmd")
-    strongest = {s: read_metrics(exp, "dualmd", s)["strongest"] for s in SHIFTS["dualmd"]}
-    source = max(strongest, key=lambda s: strongest[s]["auroc"])
+    heads = {s: read_metrics(exp, "dualmd", s)["headline"] for s in SHIFTS["dualmd"]}
+    # picked by the calibration half's AUROC, never by the test half's
+    source = max(heads, key=lambda s: heads[s]["calibration_auroc"])
     assert source == "attack_teacher1"  # the fixture's design: the second directory is the stronger one
-    assert row["strongest_source"] == source
-    assert row["strongest_attack"] == strongest[source]["attack"]
-    assert row["strongest_t"] == strongest[source]["t"]
-    assert row["auroc"] == strongest[source]["auroc"]
-    assert [row["auroc_ci_low"], row["auroc_ci_high"]] == strongest[source]["auroc_ci"]
-    assert row["tpr@1%fpr"] == strongest[source]["tpr@1%fpr"]
-    # vp: the strongest of one directory is metrics.json's own "strongest"
+    assert row["headline_source"] == source
+    assert (row["headline_attack"], row["headline_t"]) == (heads[source]["attack"], heads[source]["t"])
+    assert row["auroc"] == heads[source]["auroc"]
+    assert [row["auroc_ci_low"], row["auroc_ci_high"]] == heads[source]["auroc_ci"]
+    assert row["p_value"] == pytest.approx(min(1.0, 2 * heads[source]["p_value"]))  # Bonferroni over 2 dirs
+    assert row["in_sample_max_auroc"] >= max(h["auroc"] for h in heads.values()) - 0.2
     vp = next(r for r in report.summary["headline"] if r["system"] == "vp")
-    assert (vp["strongest_attack"], vp["auroc"]) == (read_metrics(exp, "vp", "attack")["strongest"]["attack"],
-                                                     read_metrics(exp, "vp", "attack")["strongest"]["auroc"])
+    head = read_metrics(exp, "vp", "attack")["headline"]
+    assert (vp["headline_attack"], vp["auroc"], vp["p_value"]) == (head["attack"], head["auroc"], head["p_value"])
+    assert vp["leakage_detected"] and vp["num_members_test"] == N_MEMBERS // 2
+    assert vp["tpr@1%fpr"] is None  # 40 non-members in the test half cannot resolve 1% FPR
+
+
+def test_comparisons_are_the_first_table(report):
+    markdown = (report.out_dir / "report.md").read_text()
+    first_table = markdown[markdown.index("\n| "):]
+    assert first_table.startswith("\n| system | baseline |")
+    comparisons = {(c["system"], c["baseline"]): c for c in report.summary["comparisons"]}
+    assert set(comparisons) == {("hold3", "vp"), ("dualmd", "vp")}
+    hold3 = comparisons["hold3", "vp"]["families"]
+    # the fixture's hold3 decoder attacks leak far less than vp's: a resolved, lower difference
+    assert hold3["decoder"]["result"]["ci"][1] < 0 and hold3["decoder"]["result"]["p_value"] < 0.01
+    # its text side leaks like vp's
+    text = hold3["text"]["result"]
+    assert text["ci"][0] < 0 < text["ci"][1]
+    assert comparisons["dualmd", "vp"]["families"]["text"]["result"] is None
+    assert "no rows.tsv with text-side attacks" in comparisons["dualmd", "vp"]["families"]["text"]["why"]
 
 
 def test_report_json_equals_the_input_metrics(report):
@@ -238,7 +256,7 @@ def test_roc_curves_from_rows_match_the_metrics_auroc(report):
             for (attack, t), (fpr, tpr) in recompute_run(run).items():
                 assert auc(fpr, tpr) == pytest.approx(run.metrics["attacks"][attack]["by_t"][t]["auroc"], abs=1e-12)
     saved = report.summary["systems"]["vp"]["roc_auc_from_rows"]
-    assert saved["attack/pia@0.3"] == pytest.approx(report.summary["systems"]["vp"]["strongest"]["auroc"])
+    assert saved["attack/pia@0.3"] == pytest.approx(report.summary["systems"]["vp"]["in_sample_max"]["auroc"])
 
 
 def test_missing_optional_files_are_reported_not_fatal(report):
@@ -256,19 +274,18 @@ def test_missing_optional_files_are_reported_not_fatal(report):
     assert "notes" not in report.summary["systems"]
 
 
-def test_findings_name_the_lowest_system_and_its_quality_cost(report):
+def test_findings_say_what_leaks_and_what_it_costs(report):
     findings = report.summary["findings"]
-    ranking = findings[0]
-    assert ranking.startswith("Strongest-attack AUROC, lowest first: dualmd ")
-    assert ranking.index("dualmd") < ranking.index("hold3") < ranking.index("vp")
-    lowest = next(line for line in findings if "has the lowest strongest-attack AUROC" in line)
-    assert lowest.startswith("dualmd has the lowest")
-    assert "Quality against vp:" in lowest
+    assert findings[0].startswith("vp: leakage detected (p = ")
+    dualmd = next(line for line in findings if line.startswith("dualmd: leakage"))
+    assert "Bonferroni over 2 attack directories" in dualmd
+    compared = next(line for line in findings if line.startswith("hold3 against vp"))
+    assert "decoder attacks: lower (" in compared and "text-side attacks: no difference resolved" in compared
+    quality = next(line for line in findings if line.startswith("dualmd's quality against vp"))
     # dualmd's DNSMOS is 0.3 lower on every sentence: a resolved, worse, paired difference of exactly -0.3
-    assert "DNSMOS OVRL" in lowest
-    assert "paired difference -0.3 [-0.3, -0.3] over 12 sentences: worse, resolved" in lowest
-    # hold3's strongest attack is the prior loss: the text side
-    assert any(line.startswith("For hold3 the strongest attack is on the text side (prior") for line in findings)
+    assert "paired difference -0.3 [-0.3, -0.3] over 12 sentences: worse, resolved" in quality
+    # hold3's headline attack is the prior loss: the text side
+    assert any(line.startswith("For hold3 the headline attack is on the text side (prior") for line in findings)
     assert any("(8, 1e-05)-differential privacy" in line for line in findings)
     # 80 non-members: neither 1% nor 0.1% of them is a whole non-member
     assert "With 80 non-members, TPR@1%FPR and TPR@0.1%FPR are the TPR at zero false positives." in findings
@@ -276,6 +293,7 @@ def test_findings_name_the_lowest_system_and_its_quality_cost(report):
         line for line in findings if line.startswith("dualmd is trained with"))
     stale = [line for line in findings if "attacked the model at step" in line]
     assert len(stale) == 1 and "hold3's latest checkpoint is at step 500" in stale[0]
+    assert any("It is an optimistic upper bound, not a finding." in line for line in findings)
 
 
 def test_quality_comparison_numbers(report):
@@ -305,20 +323,40 @@ def test_paired_difference_closed_forms():
     assert paired_difference({"a": (1.0,)}, {"b": (1.0,)}) is None  # nothing shared
 
 
-def test_overlapping_intervals_are_not_resolved(tmp_path):
+def test_equal_systems_are_not_resolved_and_seeds_are_grouped(tmp_path):
     exp = tmp_path / "exp"
     same = {"pia": {"0.3": 1.0}}
     write_attack_dir(exp / "vp" / "attack", same, seed=11)
+    write_attack_dir(exp / "vp.seed2" / "attack", same, seed=13)
     write_attack_dir(exp / "hold2" / "attack", same, seed=12)
+    write_attack_dir(exp / "hold2.seed2" / "attack", same, seed=14)
     for system in ("vp", "hold2"):
         write_quality(exp / system / "evaluate", dnsmos_shift=0.0, mcd_shift=0.0, wer_errors=2)
     quality = exp / "hold2" / "evaluate" / "quality.json"
     quality.write_text(json.dumps({**json.loads(quality.read_text()), "vocoder": "exp/hifigan"}))
     result = write_report(exp)
-    line = next(f for f in result.summary["findings"] if f.startswith("hold2"))
-    assert "the 95% intervals overlap, so the difference is not resolved with 80 members / 80 non-members" in line
+    [entry] = result.summary["comparisons"]
+    assert (entry["system"], entry["baseline"]) == ("hold2", "vp")
+    assert entry["system_models"] == ["hold2", "hold2.seed2"] and entry["baseline_models"] == ["vp", "vp.seed2"]
+    overall = entry["families"]["all"]["result"]
+    assert overall["system"]["seeds"] == 2 and overall["ci"][0] < 0 < overall["ci"][1]
+    line = next(f for f in result.summary["findings"] if f.startswith("hold2 against vp"))
+    assert "over 2 and 2 training seed(s)" in line and "every attack: no difference resolved" in line
+    line = next(f for f in result.summary["findings"] if f.startswith("hold2's quality"))
     assert "MCD (dB) 7.03 vs 7.03 (equal)" in line
     assert "other settings than vp's (vocoder exp/hifigan vs griffin-lim)" in line
+
+
+def test_metrics_without_a_headline_are_refused(tmp_path):
+    exp = tmp_path / "exp"
+    write_attack_dir(exp / "vp" / "attack", {"pia": {"0.3": 1.0}}, seed=1)
+    path = exp / "vp" / "attack" / "metrics.json"
+    old = json.loads(path.read_text())
+    del old["headline"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(InputError, match="no held-out 'headline'") as err:
+        write_report(exp)
+    assert err.value.path == str(path)
 
 
 def test_malformed_metrics_json_names_the_file(tmp_path):

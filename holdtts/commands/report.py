@@ -28,8 +28,12 @@ def command(exp_dir, systems, data_dir, out_dir, overwrite):
       report.json         every number in the tables, for machines
       headline.tsv        the headline table
 
-    A system's headline privacy number is its strongest attack: the highest AUROC over all its attack
-    directories, attacks and t. Every AUROC in metrics.json is checked against its rows.tsv.
+    The first table compares every system with its baseline (vp; for a defense of order n also the plain
+    order-n system): held-out AUROC difference with a paired bootstrap interval and p-value, across
+    training seeds (exp/vp, exp/vp.seed2, ... are seeds of vp). A model's headline is its strongest attack
+    and t picked on a calibration half of the utterances and measured on the other half, with a
+    label-permutation p-value ("leakage detected" or "not detected at this sample size"). Every AUROC in
+    metrics.json is checked against its rows.tsv, and the comparisons are computed from the rows.
     """
     from holdtts.report import write_report
 

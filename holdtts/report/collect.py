@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from holdtts.errors import HoldttsError, InputError
-from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS
+from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS, read_rows
+from holdtts.privacy.statistics import ScoreTable
 
 # The text encoder and duration predictor are trained on the members too; no diffusion defense covers them.
 TEXT_SIDE_ATTACKS = ("duration", "prior")
@@ -32,6 +33,9 @@ PREFERRED_ORDER = ("vp", "hold2", "hold3", "hold4")
 ATTACK_DIR = "attack"
 QUALITY_DIR = "evaluate"
 _CHECKPOINT = re.compile(r"^step-(\d+)\.pt$")
+# Several training seeds of one system: exp/<system>/, exp/<system>.seed<N>/ (also _seed<N>, -seed<N>).
+_SEED_SUFFIX = re.compile(r"^(?P<group>.+?)[._-]seed(?P<seed>\d+)$")
+HEADLINE_FIELDS = ("attack", "t", "auroc", "auroc_ci", "p_value", "selection", "calibration_auroc", "direction")
 _TRAINING_AUROC = re.compile(r"^attack/(.+)/auroc$")
 
 
@@ -61,6 +65,23 @@ class AttackRun:
     metrics: dict  # metrics.json, validated
     settings: dict | None  # attack.json
     rows_path: Path | None  # rows.tsv, when present
+
+    _table: ScoreTable | None = None
+
+    @property
+    def headline(self) -> dict:
+        """metrics.json's held-out headline (attack and t picked on the calibration half, measured on the
+        test half, with the permutation p-value over every cell)."""
+        return self.metrics["headline"]
+
+    def table(self) -> ScoreTable | None:
+        """Every utterance's score per (attack, t), from rows.tsv (None without one); read once."""
+        if self._table is None and self.rows_path is not None:
+            try:
+                self._table = ScoreTable.from_rows(read_rows(self.rows_path), source=self.source)
+            except ValueError as err:
+                raise InputError(str(err), self.rows_path) from err
+        return self._table
 
     @property
     def attacks(self) -> list[str]:
@@ -114,6 +135,11 @@ class SystemRecord:
     def seed(self) -> int | None:
         return self._config_value("train", "seed")
 
+    @property
+    def group(self) -> str:
+        """The system this directory is one training seed of (vp.seed2 -> vp)."""
+        return system_group(self.name)
+
     def _training_fact(self, key: str):
         for source in (self.train_summary, self.system_info):
             if source and source.get(key) is not None:
@@ -166,11 +192,27 @@ class SystemRecord:
     def strongest_for(self, attack: str) -> AttackEntry | None:
         return _max_auroc(self.best_entries(attack))
 
-    def strongest(self, decoder_only: bool = False) -> AttackEntry | None:
-        """The highest AUROC over every attack directory, attack and t: a defense is only as good as the
-        strongest attack against it. `decoder_only` leaves out the text-side attacks."""
+    def in_sample_max(self, decoder_only: bool = False) -> AttackEntry | None:
+        """The highest AUROC over every attack directory, attack and t, picked on the rows it is reported on:
+        the optimistic upper bound the published attacks report, never a finding. `decoder_only` leaves out
+        the text-side attacks."""
         return _max_auroc([e for a in self.attack_names if not (decoder_only and a in TEXT_SIDE_ATTACKS)
                            for e in self.best_entries(a)])
+
+    def headline(self) -> AttackEntry | None:
+        """The held-out headline: of the attack directories' headlines, the one whose pick was strongest on
+        its calibration half (never on the test half). With several directories the permutation p-value is
+        Bonferroni-adjusted over them (values["p_value_adjusted"], values["directories"])."""
+        best = None
+        for run in self.attack_runs:
+            if best is None or run.headline["calibration_auroc"] > best.headline["calibration_auroc"]:
+                best = run
+        if best is None:
+            return None
+        h = best.headline
+        runs = len(self.attack_runs)
+        values = {**h, "source": best.source, "p_value_adjusted": min(1.0, h["p_value"] * runs), "directories": runs}
+        return AttackEntry(best.source, h["attack"], h["t"], values)
 
     def attack_step(self, run: AttackRun) -> int | None:
         return (run.settings or {}).get("step")
@@ -222,6 +264,11 @@ def _max_auroc(entries: list[AttackEntry]) -> AttackEntry | None:
         if best is None or entry.auroc > best.auroc:
             best = entry
     return best
+
+
+def system_group(name: str) -> str:
+    match = _SEED_SUFFIX.match(name)
+    return match.group("group") if match else name
 
 
 def t_sort_key(t: str) -> float:
@@ -289,6 +336,20 @@ def validate_metrics(metrics: Any, path: Path) -> dict:
             for name in ("num_members", "num_nonmembers"):
                 if not _is_count(entry.get(name)):
                     raise InputError(f"{where}: '{name}' must be a count, got {entry.get(name)!r}", path)
+    headline = metrics.get("headline")
+    if not isinstance(headline, dict):
+        raise InputError("no held-out 'headline' (an older holdtts wrote this file): recompute it from rows.tsv "
+                         "(holdtts.privacy.metrics.metrics_from_rows) or re-run holdtts attack --overwrite", path)
+    missing = [k for k in HEADLINE_FIELDS if k not in headline]
+    if missing:
+        raise InputError(f"'headline' lacks {', '.join(missing)}", path)
+    for name in ("auroc", "p_value", "calibration_auroc"):
+        if not _is_number(headline[name]) or not 0.0 <= headline[name] <= 1.0:
+            raise InputError(f"'headline.{name}' must be a number in [0, 1], got {headline[name]!r}", path)
+    reported = metrics["attacks"].get(headline["attack"], {}).get("by_t", {})
+    if headline["t"] not in reported:
+        raise InputError(f"'headline' names attack {headline['attack']!r} at t={headline['t']!r}, which the file "
+                         "does not report", path)
     return metrics
 
 

@@ -166,12 +166,12 @@ def plot_auroc_vs_t(records: list[SystemRecord], attacks: list[str], path: Path)
 
 
 def plot_privacy_quality(records: list[SystemRecord], path: Path) -> list[str]:
-    """One panel per quality metric: the strongest-attack AUROC (with its interval) against the metric,
+    """One panel per quality metric: the held-out headline AUROC (with its interval) against the metric,
     systems labelled. Returns the metrics drawn."""
     drawn = []
     for metric in QUALITY_METRICS:
-        points = [(r, r.quality_value(metric), r.strongest()) for r in records]
-        if any(value is not None and strongest is not None for _, value, strongest in points):
+        points = [(r, r.quality_value(metric), r.headline()) for r in records]
+        if any(value is not None and head is not None for _, value, head in points):
             drawn.append(metric)
     if not drawn:
         return []
@@ -179,20 +179,20 @@ def plot_privacy_quality(records: list[SystemRecord], path: Path) -> list[str]:
     fig, axes = _grid(len(drawn))
     for ax, metric in zip(axes, drawn):
         ax.axhline(0.5, color="0.6", lw=1, ls="--")
-        for record, value, strongest in ((r, r.quality_value(metric), r.strongest()) for r in records):
-            if value is None or strongest is None:
+        for record, value, head in ((r, r.quality_value(metric), r.headline()) for r in records):
+            if value is None or head is None:
                 continue
-            low, high = strongest.values["auroc_ci"]
-            ax.errorbar([value], [strongest.auroc], yerr=[[strongest.auroc - low], [high - strongest.auroc]],
+            low, high = head.values["auroc_ci"] or (head.auroc, head.auroc)
+            ax.errorbar([value], [head.auroc], yerr=[[head.auroc - low], [high - head.auroc]],
                         fmt="o", color=colors[record.name], capsize=3)
-            ax.annotate(record.name, (value, strongest.auroc), textcoords="offset points", xytext=(5, 4),
+            ax.annotate(record.name, (value, head.auroc), textcoords="offset points", xytext=(5, 4),
                         fontsize=8)
         references = {r.quality_value(metric, "reference") for r in records if r.quality is not None}
         if len(references) == 1 and None not in references:
             ax.axvline(references.pop(), color="0.4", lw=1, ls=":", label="real recordings")
             ax.legend(fontsize=7)
         ax.set_xlabel(f"{metric.label} ({'lower' if metric.lower_is_better else 'higher'} is better)")
-        ax.set_ylabel("strongest-attack AUROC")
+        ax.set_ylabel("held-out headline AUROC")
         ax.grid(True, alpha=0.3)
     _save(fig, path)
     return [m.key for m in drawn]
@@ -219,12 +219,12 @@ def plot_training_aurocs(records: list[SystemRecord], path: Path) -> None:
 
 
 def plot_auroc_vs_epsilon(records: list[SystemRecord], path: Path) -> None:
-    """The strongest-attack AUROC against the DP guarantee's epsilon (log axis): DP-SGD systems at their
+    """The held-out headline AUROC against the DP guarantee's epsilon (log axis): DP-SGD systems at their
     epsilon, with the largest AUROC their (epsilon, delta) allows; systems without a guarantee (vp, HOLD++,
     the dual-model defenses) at the axis's right end, "inf", so each empirical defense can be read against
     the epsilon DP-SGD needs for the same measured leakage."""
-    private = [r for r in records if math.isfinite(r.epsilon) and r.strongest() is not None]
-    others = [r for r in records if not math.isfinite(r.epsilon) and r.strongest() is not None]
+    private = [r for r in records if math.isfinite(r.epsilon) and r.headline() is not None]
+    others = [r for r in records if not math.isfinite(r.epsilon) and r.headline() is not None]
     epsilons = [r.epsilon for r in private]
     low, high = min(0.1, min(epsilons) / 2), max(epsilons) * 2  # from 0.1: where the bound starts to bite
     infinity = high * 4  # where systems without a guarantee are drawn
@@ -238,19 +238,19 @@ def plot_auroc_vs_epsilon(records: list[SystemRecord], path: Path) -> None:
         ax.plot(grid, [membership_auroc_bound(e, delta) for e in grid], color="0.5", lw=1,
                 label=f"largest AUROC (eps, delta={delta:.2g})-DP allows")
     for record in private + others:
-        strongest = record.strongest()
+        head = record.headline()
         x = record.epsilon if record in private else infinity
-        lo, hi = strongest.values["auroc_ci"] or (strongest.auroc, strongest.auroc)
-        ax.errorbar([x], [strongest.auroc], yerr=[[strongest.auroc - lo], [hi - strongest.auroc]], fmt="o",
+        lo, hi = head.values["auroc_ci"] or (head.auroc, head.auroc)
+        ax.errorbar([x], [head.auroc], yerr=[[head.auroc - lo], [hi - head.auroc]], fmt="o",
                     color=colors[record.name], capsize=3)
-        ax.annotate(record.name, (x, strongest.auroc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.annotate(record.name, (x, head.auroc), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axvline(high * 1.5, color="0.8", lw=6, alpha=0.5)  # the break before "inf"
     ax.set_xscale("log")
     ticks = [t for t in (0.1, 0.3, 1, 3, 8, 10, 30, 100) if low <= t <= high]
     ax.set_xticks(ticks + [infinity], [f"{t:g}" for t in ticks] + ["inf\n(no DP)"])
     ax.minorticks_off()
     ax.set_xlabel("epsilon of the DP guarantee")
-    ax.set_ylabel("strongest-attack AUROC")
+    ax.set_ylabel("held-out headline AUROC")
     ax.set_title("empirical leakage against the formal guarantee")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -289,7 +289,7 @@ def write_figures(records: list[SystemRecord], out_dir: Path) -> FigureSet:
     panels = plot_privacy_quality(records, out_dir / "privacy_vs_quality.png")
     if panels:
         files["privacy_vs_quality"] = "privacy_vs_quality.png"
-    if any(math.isfinite(r.epsilon) and r.strongest() is not None for r in records):
+    if any(math.isfinite(r.epsilon) and r.headline() is not None for r in records):
         plot_auroc_vs_epsilon(records, out_dir / "auroc_vs_epsilon.png")
         files["auroc_vs_epsilon"] = "auroc_vs_epsilon.png"
     if any(r.training_aurocs for r in records):

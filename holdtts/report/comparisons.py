@@ -1,0 +1,135 @@
+"""Does a system leak less than its baseline? Paired comparisons of held-out AUROC, across training seeds.
+
+Systems are grouped by name (exp/vp, exp/vp.seed2, exp/vp.seed3 are three seeds of vp). Every group is
+compared with the reference group (vp), and a defense of order n (DualMD, DistillMD, DP-SGD) also with the
+plain system of its order (hold3 for distillmd_hold3), since that is what it changes. Each comparison is
+holdtts.privacy.statistics.compare on the utterances both were attacked on: each model picks its strongest
+attack and t on the calibration half, AUROC is measured on the test half, and the difference gets a paired
+bootstrap interval and p-value (utterances resampled jointly, seeds within each system). It is made for
+every attack together, for the decoder attacks alone and for the text-side attacks alone (which no diffusion
+defense covers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from holdtts.privacy.statistics import ScoreTable, calibration_mask, compare, select
+from holdtts.report.collect import TEXT_SIDE_ATTACKS, SystemRecord
+
+COMPARISON_SAMPLES = 2000
+COMPARISON_SEED = 0
+PLAIN_KINDS = ("vp", "hold")
+FAMILIES = ("all", "decoder", "text")
+FAMILY_LABELS = {"all": "every attack", "decoder": "decoder attacks", "text": "text-side attacks"}
+
+
+@dataclass
+class Group:
+    name: str
+    records: list[SystemRecord]
+
+    @property
+    def first(self) -> SystemRecord:
+        return self.records[0]
+
+    @property
+    def plain(self) -> bool:
+        """An undefended model: vp or HOLD++ trained the ordinary way."""
+        r = self.first
+        return r.kind in PLAIN_KINDS and r.privacy is None and r.system_info is None
+
+
+def group_records(records: list[SystemRecord]) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for record in records:
+        groups.setdefault(record.group, Group(record.group, [])).records.append(record)
+    return list(groups.values())
+
+
+def baselines_for(group: Group, groups: list[Group], reference: Group) -> list[Group]:
+    """The reference group, and for a defense of order n > 1 also the plain system of order n."""
+    if group is reference:
+        return []
+    out = [reference]
+    if not group.plain and (group.first.order or 1) > 1:
+        same = [g for g in groups if g.plain and g.first.order == group.first.order and g is not reference]
+        out += same[:1]
+    return out
+
+
+def family_attacks(family: str, tables: list[ScoreTable]) -> list[str] | None:
+    names = {a for t in tables for a in t.attacks}
+    if family == "all":
+        return None
+    if family == "text":
+        return sorted(names & set(TEXT_SIDE_ATTACKS))
+    return sorted(names - set(TEXT_SIDE_ATTACKS))
+
+
+def record_table(record: SystemRecord, attacks: list[str] | None, split_seed: int = 0) -> ScoreTable | None:
+    """The record's attack directory (with rows) whose calibration-half pick, among `attacks`, is strongest."""
+    best, best_value = None, -1.0
+    for run in record.attack_runs:
+        table = run.table()
+        if table is None:
+            continue
+        if attacks is not None:
+            table = table.restrict(attacks=attacks)
+            if not table.cells:
+                continue
+        try:
+            cal = calibration_mask(table.utt_ids, table.labels, split_seed)
+        except ValueError:
+            continue
+        choice, _ = select(table, cal)
+        if choice.calibration_auroc > best_value:
+            best, best_value = table, choice.calibration_auroc
+    return best
+
+
+def comparisons(records: list[SystemRecord], reference_name: str, samples: int = COMPARISON_SAMPLES,
+                seed: int = COMPARISON_SEED) -> list[dict]:
+    """One entry per (system group, baseline group): the paired difference per attack family, or why not."""
+    groups = group_records(records)
+    reference = next((g for g in groups if g.name == reference_name), groups[0])
+    out = []
+    for group in groups:
+        for baseline in baselines_for(group, groups, reference):
+            entry = {"system": group.name, "baseline": baseline.name,
+                     "system_models": [r.name for r in group.records],
+                     "baseline_models": [r.name for r in baseline.records], "families": {}}
+            for family in FAMILIES:
+                entry["families"][family] = _compare_family(group, baseline, family, samples, seed)
+            out.append(entry)
+    return out
+
+
+def _compare_family(group: Group, baseline: Group, family: str, samples: int, seed: int) -> dict:
+    all_tables = [t for r in group.records + baseline.records for run in r.attack_runs
+                  if (t := run.table()) is not None]
+    attacks = family_attacks(family, all_tables)
+    if attacks is not None and not attacks:
+        return {"result": None, "why": f"no {FAMILY_LABELS[family]} were run"}
+    system = [record_table(r, attacks) for r in group.records]
+    base = [record_table(r, attacks) for r in baseline.records]
+    system, base = [t for t in system if t is not None], [t for t in base if t is not None]
+    if not system or not base:
+        side = group.name if not system else baseline.name
+        return {"result": None, "why": f"{side} has no rows.tsv with {FAMILY_LABELS[family]}"}
+    try:
+        result = compare(system, base, samples=samples, seed=seed, attacks=attacks)
+    except ValueError as err:
+        return {"result": None, "why": str(err)}
+    if result is None:
+        return {"result": None, "why": "fewer than 4 shared members or non-members"}
+    return {"result": result, "why": None}
+
+
+def verdict(result: dict, alpha: float = 0.05) -> str:
+    """Plain words for one comparison."""
+    low, high = result["ci"]
+    if high < 0 and result["p_value"] < alpha:
+        return "lower"
+    if low > 0 and result["p_value"] < alpha:
+        return "higher"
+    return "no difference resolved"
