@@ -217,6 +217,90 @@ def test_score_from_eps_is_gradient_of_kernel_log_density(process):
     torch.testing.assert_close(process.score_from_eps(eps[:, -1], t), grad[:, -1])
 
 
+# --------------------------------------------------------------------------- the kernel from a given initial state
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_transition_from_a_point_matches_expm_and_covariance_ode(n):
+    process = hold(n)
+    F = hold_drift_matrix(n).numpy()
+    GG = noise_matrix(process)
+    times = [0.0, 0.03, 0.4, 1.7, 5.0]
+    A, Q = process.transition(t64(*times))
+    # the covariance ODE dQ/dt = F Q + Q F^T + G G^T started from Q_0 = 0 (a point start)
+    ode = scipy.integrate.solve_ivp(lambda _, flat: (F @ flat.reshape(n, n) + flat.reshape(n, n) @ F.T + GG).ravel(),
+                                    (0.0, times[-1]), np.zeros(n * n), t_eval=times, rtol=1e-11, atol=1e-13,
+                                    method="DOP853")
+    _, sigma = process.marginal(t64(*times))
+    sigma0 = np.diag([0.0] + [process.beta * process.l_inv] * (n - 1))
+    for i, t in enumerate(times):
+        np.testing.assert_allclose(A[i].numpy(), scipy.linalg.expm(F * t), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(Q[i].numpy(), ode.y[:, i].reshape(n, n), rtol=1e-7, atol=1e-10)
+        # averaged over the initial auxiliary draw, the point-start kernel is the hybrid one
+        np.testing.assert_allclose(A[i].numpy() @ sigma0 @ A[i].numpy().T + Q[i].numpy(), sigma[i].numpy(),
+                                   atol=1e-12)
+    C = process.transition_cholesky(t64(*times)).numpy()
+    np.testing.assert_allclose(C @ C.transpose(0, 2, 1), Q.numpy() + process.jitter * np.eye(n), atol=1e-12)
+    assert np.allclose(np.triu(C, 1), 0)
+
+
+def test_vp_transition_is_its_marginal():
+    process, t = vp(), t64(0.01, 0.3, 1.0)
+    for got, expected in zip(process.transition(t), process.marginal(t)):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(process.transition_cholesky(t), process.cholesky(t))
+    q0 = torch.randn(3, 4, dtype=torch.float64)
+    eps = torch.randn(3, 1, 4, dtype=torch.float64)
+    u0 = process.initial_draw(q0, torch.zeros(3, 0, 4, dtype=torch.float64))
+    torch.testing.assert_close(process.sample_from(u0, t, eps), process.sample(q0, t, eps=eps)[0])
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_initial_draw_and_sample_from(n):
+    process = hold(n)
+    gen = torch.Generator().manual_seed(4)
+    q0 = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    z = torch.randn(3, n - 1, 5, generator=gen, dtype=torch.float64)
+    u0 = process.initial_draw(q0, z)
+    assert u0.shape == (3, n, 5)
+    torch.testing.assert_close(u0[:, 0], q0)  # the data block is noise-free
+    torch.testing.assert_close(u0[:, 1:], z * math.sqrt(process.beta * process.l_inv))
+    with pytest.raises(ValueError):
+        process.initial_draw(q0, z[:, :1] if n > 2 else z[:, :, :2])
+    t = t64(0.01, 0.5, 2.0)
+    eps = torch.randn(3, n, 5, generator=gen, dtype=torch.float64)
+    A, C = process.transition(t)[0], process.transition_cholesky(t)
+    expected = torch.einsum("bij,bjd->bid", A, u0) + torch.einsum("bij,bjd->bid", C, eps)
+    torch.testing.assert_close(process.sample_from(u0, t, eps), expected)
+    # from the clean state with beta = 0 it is the hybrid kernel's sample
+    point = hold(n, beta=0.0)
+    torch.testing.assert_close(point.sample_from(point.initial_state(q0), t, eps), point.sample(q0, t, eps=eps)[0])
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sample_from_a_drawn_state_matches_simulation_and_averages_to_the_hybrid_kernel(n):
+    process = hold(n)
+    rng = np.random.default_rng(5)
+    F = hold_drift_matrix(n).numpy()
+    particles, t_end = 40000, 0.8
+    # one fixed initial state with non-zero auxiliary blocks: mean exp(F t) u0, covariance Q_t
+    start = np.array([1.5, -0.7, 0.4][:n])
+    u = simulate_forward(lambda u, t: u @ F.T, lambda t: 2 * process.xi * process.l_inv,
+                         np.tile(start, (particles, 1)), t_end, 1e-3, rng)
+    A, Q = process.transition(t64(t_end))
+    np.testing.assert_allclose(u.mean(0), A[0].numpy() @ start, atol=0.02)
+    np.testing.assert_allclose(np.cov(u.T), Q[0].numpy(), atol=0.02)
+    # u_0 drawn as hybrid score matching draws it, then the point-start kernel: the hybrid marginal
+    gen = torch.Generator().manual_seed(6)
+    q0 = torch.full((particles, 1), 1.5, dtype=torch.float64)
+    u0 = process.initial_draw(q0, torch.randn(particles, n - 1, 1, generator=gen, dtype=torch.float64))
+    eps = torch.randn(particles, n, 1, generator=gen, dtype=torch.float64)
+    u_t = process.sample_from(u0, t64(t_end).expand(particles), eps)[..., 0].numpy()
+    A, sigma = process.marginal(t64(t_end))
+    np.testing.assert_allclose(u_t.mean(0), 1.5 * A[0, :, 0].numpy(), atol=0.02)
+    np.testing.assert_allclose(np.cov(u_t.T), sigma[0].numpy(), atol=0.02)
+
+
 # --------------------------------------------------------------------------- reverse time
 
 

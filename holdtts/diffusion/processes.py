@@ -115,6 +115,7 @@ class Process(ABC):
     horizon: float
     t_min: float
     l_inv: float
+    jitter: float = 0.0  # added to covariances' diagonals before a Cholesky factorisation
 
     # ---- perturbation kernel
 
@@ -161,6 +162,46 @@ class Process(ABC):
         a = self.mean_coefficients(t).to(q0.dtype)
         noise = apply_block_matrix(self.cholesky(t), eps)
         return _bcast(a, len(shape)) * q0.unsqueeze(1) + noise, eps
+
+    # ---- the kernel from a given initial state
+    #
+    # Hybrid score matching folds the auxiliary blocks' initial randomness into the kernel above. An
+    # attacker who knows the process can draw that randomness instead: u_0 = (q0, p_1(0), ..., p_{n-1}(0))
+    # with p_k(0) ~ N(0, beta L^-1 I), then u_t | u_0 ~ N(exp(F t) u_0, Q_t), Q_t the covariance from a
+    # point start. Averaged over the draw this is exactly the kernel above: A Sigma_0 A^T + Q_t = Sigma_t.
+
+    def initial_aux_std(self) -> float:
+        """The standard deviation of each auxiliary block at t = 0 (0 where there are none)."""
+        return 0.0
+
+    def initial_draw(self, q0: Tensor, z: Tensor) -> Tensor:
+        """u_0 = (q0, initial_aux_std * z) [B, n, *data_shape]: a draw of the initial state hybrid score
+        matching integrates over; z [B, n - 1, *data_shape] is standard normal. The data block is q0."""
+        shape = (q0.shape[0], self.order - 1, *q0.shape[1:])
+        if tuple(z.shape) != shape:
+            raise ValueError(f"z must have shape {shape}, got {tuple(z.shape)}")
+        return torch.cat([q0.unsqueeze(1), z.to(q0.dtype) * self.initial_aux_std()], dim=1)
+
+    @abstractmethod
+    def transition(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(A [B, n, n], Q [B, n, n]): u_t given any initial state u_0 is N((A (x) I) u_0, Q (x) I)."""
+
+    def transition_cholesky(self, t: Tensor) -> Tensor:
+        """The lower-triangular factor of Q_t [B, n, n] (+ the process's jitter on the diagonal)."""
+        t = _times(t)
+        _, q = self.transition(t.to(torch.float64))
+        eye = torch.eye(self.order, dtype=torch.float64, device=q.device)
+        return torch.linalg.cholesky(q + self.jitter * eye).to(_float_dtype(t))
+
+    def sample_from(self, u0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """u_t = (A_t (x) I) u0 + (chol(Q_t) (x) I) eps, for an initial state u0 and noise eps, both
+        [B, n, *data_shape]. With u0 = initial_state(q0) and no auxiliary draw this is the kernel from
+        a point start, not `sample`'s hybrid one (they agree when beta = 0)."""
+        if tuple(eps.shape) != tuple(u0.shape):
+            raise ValueError(f"eps must have u0's shape {tuple(u0.shape)}, got {tuple(eps.shape)}")
+        t = _times(t)
+        A, _ = self.transition(t.to(torch.float64))
+        return apply_block_matrix(A, u0) + apply_block_matrix(self.transition_cholesky(t), eps)
 
     def score_from_eps(self, eps_n_hat: Tensor, t: Tensor) -> Tensor:
         """The last block's score -eps_n_hat / C_t[n, n] (exact for the perturbation kernel)."""
@@ -284,6 +325,12 @@ class VPProcess(Process):
         cum = self.cumulative_beta(t.to(torch.float64))
         return (-torch.expm1(-cum)).sqrt().reshape(-1, 1, 1).to(_float_dtype(t))
 
+    def transition(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return self.marginal(t)  # the initial state is a point already
+
+    def transition_cholesky(self, t: Tensor) -> Tensor:
+        return self.cholesky(t)
+
     def drift(self, u: Tensor, t: Tensor) -> Tensor:
         beta = self.beta(_times(t).to(u.dtype))
         return -0.5 * _bcast(beta, u.dim()) * u
@@ -395,6 +442,17 @@ class HoldProcess(Process):
         _, sigma = self._covariance64(t)
         eye = self._constants(sigma.device)["eye"]
         return torch.linalg.cholesky(sigma + self.jitter * eye).to(_float_dtype(t))
+
+    def initial_aux_std(self) -> float:
+        return math.sqrt(self.beta * self.l_inv)
+
+    def transition(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        t = _times(t)
+        A = self.transition_matrix(t)
+        # Q_t = L^-1 (I - A A^T): the kernel of the marginal with Sigma_0 = 0, exact since L^-1 I is stationary.
+        q = self.l_inv * (self._constants(A.device)["eye"] - A @ A.transpose(-1, -2))
+        dtype = _float_dtype(t)
+        return A.to(dtype), (0.5 * (q + q.transpose(-1, -2))).to(dtype)
 
     def drift(self, u: Tensor, t: Tensor) -> Tensor:
         return apply_block_matrix(self._constants(u.device)["F"], u)
