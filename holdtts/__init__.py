@@ -21,10 +21,22 @@ _LAZY = {
     "load_config": "holdtts.config",
     "SystemConfig": "holdtts.config",
     "make_process": "holdtts.diffusion.processes",
-    "load_model": "holdtts.models.loading",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted([*_LAZY, "load_model"]) + ["__version__"]
+
+
+def load_model(path, device="cpu", ema: bool = True):
+    """A trained system from an experiment directory or a checkpoint file, in eval mode (EMA weights by
+    default): a GradTTS, or DualMD's two-teacher pipeline for a DualMD system directory.
+
+    This package is where the layers meet: it imports holdtts.defenses, which registers its loaders with
+    holdtts.models.loading (the model layer knows no defense), then loads.
+    """
+    import holdtts.defenses  # noqa: F401  (registers the DualMD loader)
+    from holdtts.models.loading import load_model as load
+
+    return load(path, device=device, ema=ema)
 
 
 def __getattr__(name: str):

@@ -13,9 +13,19 @@ from holdtts.data.dataset import FeatureStore
 from holdtts.data.features import extract_features
 from holdtts.data.splits import prepare_data_dir
 from holdtts.data.tables import read_table, write_table
+from holdtts.diffusion import make_process
 from holdtts.models.loading import load_model
-from holdtts.models.tts import GradTTS
-from holdtts.privacy.attacks import ATTACKS, get_attack, register_attack
+from holdtts.models.tts import GradTTS, Segment
+from holdtts.privacy.attacks import (
+    ATTACKS,
+    DEFAULT_ATTACKS,
+    PIAN_LEVEL_GRADTTS_CODE,
+    PIAN_LEVEL_PAPER,
+    AttackInputs,
+    NoiseSource,
+    get_attack,
+    register_attack,
+)
 from holdtts.privacy.metrics import compute_metrics, metrics_from_rows, roc_metrics
 from holdtts.privacy.runner import AttackTarget, run_attacks
 from holdtts.training.trainer import Trainer
@@ -79,7 +89,9 @@ def test_a_memorising_model_is_caught(phrases, memorising_model):
     metrics = compute_metrics(rows, bootstrap_samples=50, seed=0)
     assert best_auroc(metrics, "loss") > 0.9
     assert best_auroc(metrics, "pia") > 0.9
-    assert metrics["strongest"]["auroc"] >= best_auroc(metrics, "pia")
+    assert metrics["in_sample_max"]["auroc"] >= best_auroc(metrics, "pia")
+    # 4 members against 18 non-members, perfectly separated: the permutation test finds it
+    assert metrics["headline"]["p_value"] < 0.01 and metrics["headline"]["detected"]
     assert set(info["t_grids"]) == {"loss", "pia", "pian", "sima", "secmi", "duration", "prior"}
     assert "pia_mc" not in info["t_grids"]  # Monte-Carlo variants need auxiliary variables (order >= 2)
 
@@ -158,7 +170,7 @@ def test_metrics_json_shape_and_best_t():
         rows.append({"utt_id": f"u{i}", "member": member, "attack": "b", "t": "-", "score": float(rng.normal())})
     metrics = compute_metrics(rows, bootstrap_samples=30, seed=1)
     assert metrics["attacks"]["a"]["best_t"] == "0.3"
-    assert metrics["strongest"]["attack"] == "a"
+    assert metrics["in_sample_max"]["attack"] == "a" and metrics["headline"]["attack"] == "a"
     entry = metrics["attacks"]["a"]["by_t"]["0.3"]
     lo, hi = entry["auroc_ci"]
     assert lo <= entry["auroc"] <= hi and entry["num_members"] == entry["num_nonmembers"] == 15
@@ -194,3 +206,154 @@ def test_user_attacks_register_and_run(phrases, memorising_model, tmp_path, monk
     assert result.exit_code == 0 and "plugin_zero" in result.output
     with pytest.raises(Exception, match="unknown attack"):
         get_attack("no_such_attack")
+
+
+# --------------------------------------------------------------------------- an oracle, for the adaptive attacks
+
+
+class MemoryOracle:
+    """A decoder whose eps_hat is exact for a point mass at what it remembers for the utterance (known by its
+    mu): the member's own q0 for members (a perfectly memorising model), q0 = 0 (x0 = mu) otherwise.
+    `memory={}` remembers nothing: members and non-members look alike. Records every query (u, t)."""
+
+    def __init__(self, process, memory: dict | None = None):
+        self.process, self.memory, self.queries = process, memory or {}, []
+
+    def eps_hat(self, u, t, mu, mask):
+        return self.eps_fn(mu, mask)(u, t)
+
+    def eps_fn(self, mu, mask):
+        def fn(u, t):
+            self.queries.append((u.clone(), t.clone()))
+            a = self.process.mean_coefficients(t.double())
+            C = self.process.cholesky(t.double())
+            out = []
+            for b in range(u.shape[0]):
+                q0 = next((q for m, q in self.memory.values() if torch.equal(m, mu[b])), torch.zeros_like(mu[b]))
+                residual = u[b].double().flatten(1) - a[b, :, None] * q0.double().flatten()[None]
+                out.append(torch.linalg.solve_triangular(C[b], residual, upper=False)[-1].view(mu.shape[1:]))
+            return torch.stack(out).to(u.dtype) * mask
+
+        return fn
+
+
+def oracle_inputs(count=48, feats=4, frames=8, seed=0):
+    """`count` random utterances in pairs (2k, 2k + 1) of one q0 and two mu (standard normal), so a model
+    that remembers nothing scores both alike; the second-to-last crop is padded by 3 frames."""
+    gen = torch.Generator().manual_seed(seed)
+    mu = torch.randn(count, feats, frames, generator=gen)
+    q0 = torch.randn((count + 1) // 2, feats, frames, generator=gen).repeat_interleave(2, dim=0)[:count]
+    mask = torch.ones(count, 1, frames)
+    mask[-2, :, -3:] = 0
+    x0, mu = (mu + q0) * mask, mu * mask
+    ids = [f"u{i:02d}" for i in range(count)]
+    return AttackInputs(ids, torch.zeros(count, 0, dtype=torch.long), torch.zeros(count, dtype=torch.long), x0,
+                        mask.sum((1, 2)).long(), None, Segment(x0, mu, mask))
+
+
+def oracle_scores(model, inputs, name, t, seed=1, **params):
+    noise = NoiseSource(seed, inputs.utt_ids, f"{name}|{t}", torch.device("cpu"))
+    return get_attack(name)(model, inputs, t, noise, **params).numpy()
+
+
+def auroc(scores, members):
+    pos, neg = scores[members], scores[~members]
+    return float(np.mean([(p > n) + 0.5 * (p == n) for p, n in product(pos, neg)]))
+
+
+ADAPTIVE = ("pia_mc", "sima_mc", "secmi_mc")
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_adaptive_attacks_catch_a_memorising_oracle_and_not_a_forgetful_one(order):
+    process = make_process("hold", order=order, beta=0.5)
+    inputs = oracle_inputs()
+    members = np.arange(len(inputs)) % 2 == 0
+    memory = {u: (inputs.segment.mu[i], inputs.q0[i]) for i, u in enumerate(inputs.utt_ids) if members[i]}
+    for name in ADAPTIVE:
+        caught = oracle_scores(MemoryOracle(process, memory), inputs, name, 0.1, draws=2)
+        assert auroc(caught, members) > 0.9, name
+        chance = oracle_scores(MemoryOracle(process), inputs, name, 0.1, draws=2)
+        assert 0.3 < auroc(chance, members) < 0.7, name
+
+
+def test_published_attacks_catch_the_memorising_oracle_at_every_order():
+    inputs = oracle_inputs()
+    members = np.arange(len(inputs)) % 2 == 0
+    memory = {u: (inputs.segment.mu[i], inputs.q0[i]) for i, u in enumerate(inputs.utt_ids) if members[i]}
+    for process in (make_process("vp"), make_process("hold", order=2, beta=0.5), make_process("hold", order=4)):
+        for name in ("pia", "pian", "pian_paper", "sima", "secmi"):
+            assert auroc(oracle_scores(MemoryOracle(process, memory), inputs, name, 0.3), members) > 0.9, name
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_adaptive_attacks_draw_the_auxiliary_state_and_keep_the_data_block_clean(order):
+    """What each adaptive attack queries: the data block is q0 itself (at t = 0), the auxiliary blocks are
+    N(0, beta L^-1) draws, a fresh one per draw, the same for two systems attacked with the same seed."""
+    process = make_process("hold", order=order, beta=2.0, l_inv=0.5)
+    inputs = oracle_inputs(count=6, feats=40, frames=16)
+    std = process.initial_aux_std()
+    mask = inputs.segment.mask.unsqueeze(1).bool().expand(-1, order - 1, inputs.q0.shape[1], -1)
+    for name, queries_per_draw in (("sima_mc", 1), ("pia_mc", 2)):
+        first, second = MemoryOracle(process), MemoryOracle(make_process("hold", order=order, beta=2.0, l_inv=0.5))
+        oracle_scores(first, inputs, name, 0.2, draws=3)
+        oracle_scores(second, inputs, name, 0.2, draws=3)
+        starts = [u for u, _ in first.queries[::queries_per_draw]]
+        assert len(starts) == 3
+        for u0 in starts:
+            torch.testing.assert_close(u0[:, 0], inputs.q0)
+            assert u0[:, 1:][mask].std().item() == pytest.approx(std, rel=0.1)
+        assert not torch.equal(starts[0][:, 1:], starts[1][:, 1:])  # a fresh draw each time
+        for (u, t), (v, s) in zip(first.queries, second.queries):
+            assert torch.equal(u, v) and torch.equal(t, s)  # same seed, same draws
+    # PIA's second query is the point at t built from the drawn state: mean exp(F t) u0, the estimated
+    # noise on the last block only (chol(Q_t) is lower-triangular), through the point-start kernel
+    oracle = MemoryOracle(process)
+    oracle_scores(oracle, inputs, "pia_mc", 0.2, draws=1)
+    (u0, t_init), (u_t, t) = oracle.queries
+    assert t_init[0].item() == pytest.approx(0.1 * process.horizon)
+    assert t[0].item() == pytest.approx(0.2 * process.horizon)
+    A, _ = process.transition(t.double())
+    mean = torch.einsum("bij,bj...->bi...", A, u0.double())
+    torch.testing.assert_close(u_t[:, :-1].double(), mean[:, :-1] * inputs.segment.mask.unsqueeze(1), atol=1e-5,
+                               rtol=1e-5)
+    e_n = oracle.eps_fn(inputs.segment.mu, inputs.segment.mask)(u0, t_init)
+    last = mean[:, -1] + process.transition_cholesky(t.double())[:, -1, -1].view(-1, 1, 1) * e_n.double()
+    torch.testing.assert_close(u_t[:, -1].double(), last * inputs.segment.mask, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("order", [2, 4])
+def test_without_auxiliary_randomness_the_adaptive_attacks_are_the_plain_ones(order):
+    # beta = 0: the initial auxiliary state is exactly 0 and the point-start kernel is the hybrid one
+    process = make_process("hold", order=order, beta=0.0)
+    inputs = oracle_inputs(count=8)
+    memory = {u: (inputs.segment.mu[i], inputs.q0[i]) for i, u in enumerate(inputs.utt_ids[:4])}
+    for adaptive, plain in (("pia_mc", "pia"), ("sima_mc", "sima"), ("secmi_mc", "secmi")):
+        np.testing.assert_allclose(oracle_scores(MemoryOracle(process, memory), inputs, adaptive, 0.2, draws=2),
+                                   oracle_scores(MemoryOracle(process, memory), inputs, plain, 0.2),
+                                   rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, level, lag", [("pian", PIAN_LEVEL_GRADTTS_CODE, 0.01),
+                                              ("pian_paper", PIAN_LEVEL_PAPER, 0.0)])
+def test_pian_variants_rescale_the_noise_and_take_the_score_where_published(name, level, lag):
+    process = make_process("vp")
+    inputs = oracle_inputs(count=5)
+    oracle = MemoryOracle(process)
+    oracle_scores(oracle, inputs, name, 0.3)
+    (start, t_init), (u, t) = oracle.queries
+    assert t_init[0].item() == pytest.approx(0.1)  # step 10 of 1000 on Grad-TTS's clock
+    torch.testing.assert_close(start[:, 0], inputs.q0)  # queried at the clean data, as the official code does
+    assert t[0].item() == pytest.approx(0.3 + lag)
+    a, std = process.mean_coefficients(t.double())[:, 0], process.cholesky(t.double())[:, 0, 0]
+    eps = (u[:, 0].double() - a.view(-1, 1, 1) * inputs.q0.double()) / std.view(-1, 1, 1)
+    mask = inputs.segment.mask.expand_as(eps).bool()
+    for b in range(len(inputs)):
+        assert eps[b][mask[b]].abs().mean().item() == pytest.approx(level, rel=1e-4)
+    assert get_attack("pia").params["t_init"] == 0.1 and get_attack("pia").published_t == 0.3
+
+
+def test_default_attacks_are_registered():
+    assert set(DEFAULT_ATTACKS) <= set(ATTACKS) | {"synth_distance"}
+    with pytest.raises(Exception, match="PIA start"):
+        oracle_scores(MemoryOracle(make_process("vp")), oracle_inputs(count=2), "pia", 0.3, start="middle")

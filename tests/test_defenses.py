@@ -4,6 +4,7 @@ never depend on the teacher that saw the batch, the black-box attack, and the du
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import shutil
 from unittest import mock
@@ -23,12 +24,13 @@ from holdtts.defenses import (
     DistillTrainer,
     DualGradTTS,
     distillation_targets,
+    is_dual_system,
 )
-from holdtts.defenses.blackbox import logmel_dtw_distance
 from holdtts.diffusion import SAMPLERS, get_sampler, make_process, noised_state, sample_times
-from holdtts.errors import HoldttsError
+from holdtts.errors import CheckpointError, HoldttsError
 from holdtts.models.loading import load_model
 from holdtts.models.tts import GradTTS
+from holdtts.privacy.blackbox import logmel_dtw_distance
 from holdtts.privacy.metrics import compute_metrics
 from holdtts.privacy.runner import AttackTarget, run_attacks
 from holdtts.quality.mcd import mcd_dtw
@@ -93,8 +95,13 @@ def dual(recipe):
     return exp, seen
 
 
-def distill_trainer(recipe, dual_dir, exp_name="student"):
+STUDENT_DIRS = itertools.count(1)
+
+
+def distill_trainer(recipe, dual_dir, exp_name=None):
+    """A set-up DistillTrainer in its own experiment directory (a set-up trainer holds that directory)."""
     cfg = config("distillmd", f"defense.teachers_dir={dual_dir}")
+    exp_name = exp_name or f"student{next(STUDENT_DIRS)}"
     trainer = DistillTrainer(cfg, recipe / "exp" / exp_name, recipe / "data", recipe / "dump",
                              [dual_dir / "teacher1", dual_dir / "teacher2"], device="cpu", progress_bar=False)
     trainer.setup()
@@ -251,6 +258,26 @@ def test_load_model_synthesize_and_attack_the_dual_system(recipe, dual, tmp_path
     target = AttackTarget.from_splits(recipe / "data", "members", max_utts=2)
     with pytest.raises(HoldttsError, match="black-box"):
         run_attacks(model, FeatureStore(recipe / "dump"), target, ["loss", "pia"])
+
+
+def test_dual_systems_load_through_the_registered_loader(dual, tmp_path):
+    import holdtts
+    from holdtts.defenses.dualmd import load_dual_model
+    from holdtts.models import loading
+
+    exp = dual[0]
+    assert isinstance(holdtts.load_model(exp), DualGradTTS)
+    assert (is_dual_system, load_dual_model) in loading._LOADERS
+    with mock.patch.object(loading, "_LOADERS", []):  # the model layer alone knows GradTTS checkpoints only
+        with pytest.raises(CheckpointError, match="holdtts.load_model"):
+            loading.load_model(exp)
+        assert isinstance(loading.load_model(exp / "teacher1"), GradTTS)
+    calls = []
+    with mock.patch.object(loading, "_LOADERS", list(loading._LOADERS)):
+        loading.register_loader(lambda path: path.name == "elsewhere", lambda path, **kw: calls.append(kw) or "x")
+        loading.register_loader(lambda path: path.name == "elsewhere", lambda path, **kw: "second")
+        assert loading.load_model(tmp_path / "elsewhere", device="cpu", ema=False) == "x"
+        assert calls == [{"device": "cpu", "ema": False}]
 
 
 # --------------------------------------------------------------------------- DistillMD

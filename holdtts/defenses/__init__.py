@@ -4,8 +4,10 @@
 - DistillMD: a student trained on both halves, every signal from the teacher that never saw the utterance
   (`DistillTrainer`).
 
-`holdtts train` dispatches here when the config's defense.kind is not "none" (`defense_training`). The
-black-box attack on generated speech, `synth_distance`, lives in holdtts.defenses.blackbox.
+`holdtts train` dispatches here when the config's defense.kind is not "none" (`defense_training`).
+Importing this package registers DualMD's loader with holdtts.models.loading, so `holdtts.load_model` of a
+DualMD system directory gives its pipeline. Attacks on every system, the black-box `synth_distance`
+included, live in holdtts.privacy (which never imports this package).
 """
 from __future__ import annotations
 

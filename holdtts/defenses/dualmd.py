@@ -32,6 +32,7 @@ import holdtts
 from holdtts.config import DefenseConfig, SystemConfig, dump_config, load_config
 from holdtts.data.dataset import load_split
 from holdtts.errors import CheckpointError, ConfigError, HoldttsError, InputError
+from holdtts.models.loading import load_model, register_loader
 from holdtts.models.tts import GradTTS
 from holdtts.training.checkpoint import list_checkpoints
 from holdtts.utils.fileio import write_json_atomic, write_text_atomic
@@ -262,8 +263,6 @@ def is_dual_system(path: str | Path) -> bool:
 
 def load_dual_model(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> DualGradTTS:
     """The DualMD pipeline of a system directory: both teachers (EMA weights by default) and its config."""
-    from holdtts.models.loading import load_model
-
     path = Path(path)
     info = read_system_info(path)
     missing = [name for name in TEACHER_DIRS if name not in info["components"]]
@@ -282,3 +281,7 @@ def load_dual_model(path: str | Path, device: str | torch.device = "cpu", ema: b
     model.checkpoint_state = {"train_split": info.get("train_split", cfg.data.train_split),
                               "num_train_utts": info.get("num_train_utts")}
     return model
+
+
+# `holdtts.load_model` (holdtts.models.loading) loads a DualMD system directory through this loader.
+register_loader(is_dual_system, load_dual_model)

@@ -1,7 +1,15 @@
-"""`holdtts.load_model`: a trained system from an experiment directory or a checkpoint file."""
+"""`holdtts.load_model`: a trained system from an experiment directory or a checkpoint file.
+
+The model layer knows one kind of system, a GradTTS checkpoint. Other kinds (DualMD's two-teacher
+pipeline) belong to the layers that define them, which add a loader here on import:
+
+    register_loader(is_dual_system, load_dual_model)     # in holdtts.defenses
+
+`holdtts.load_model` imports those layers first, so it loads every built-in kind.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -9,6 +17,19 @@ import torch
 from holdtts.config import config_from_dict
 from holdtts.errors import CheckpointError
 from holdtts.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+Predicate = Callable[[Path], bool]
+Loader = Callable[..., object]  # loader(path, device=..., ema=...) -> a model with GradTTS's synthesis interface
+
+_LOADERS: list[tuple[Predicate, Loader]] = []
+
+
+def register_loader(predicate: Predicate, loader: Loader) -> None:
+    """Have `load_model(path)` return `loader(path, device=..., ema=...)` for paths where `predicate(path)`
+    is true. Loaders are tried in registration order, before the GradTTS checkpoint; registering the same
+    pair twice (a module imported again) changes nothing."""
+    if (predicate, loader) not in _LOADERS:
+        _LOADERS.append((predicate, loader))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
@@ -22,16 +43,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", ema: bool =
         step         the training step of the checkpoint
         checkpoint   the checkpoint file
 
-    A DualMD system directory (system.json of kind "dualmd") gives its two-teacher pipeline instead,
+    A path a registered loader claims gives what that loader returns instead: with holdtts.defenses
+    imported (`holdtts.load_model` imports it), a DualMD system directory gives its two-teacher pipeline,
     `holdtts.defenses.DualGradTTS`: the same synthesis interface, and no white-box one.
     """
     from holdtts.data.text import SymbolTable
-    from holdtts.defenses.dualmd import is_dual_system, load_dual_model
     from holdtts.models.tts import GradTTS
 
-    if is_dual_system(path):
-        return load_dual_model(path, device=device, ema=ema)
-    checkpoint = resolve_checkpoint(path)
+    for predicate, loader in _LOADERS:
+        if predicate(Path(path)):
+            return loader(path, device=device, ema=ema)
+    try:
+        checkpoint = resolve_checkpoint(path)
+    except CheckpointError as err:
+        if (Path(path) / "system.json").is_file():
+            raise CheckpointError(f"{err.message}; it has a system.json, so it may be a system with a loader of "
+                                  "its own: load it with holdtts.load_model, which registers the defenses' "
+                                  "loaders", path) from err
+        raise
     state = load_checkpoint(checkpoint)
     if "model" not in state or "config" not in state:
         raise CheckpointError("not a TTS checkpoint (no model or config)", checkpoint)

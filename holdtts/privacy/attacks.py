@@ -7,7 +7,9 @@ Every attack is a function
 registered by name with `@register_attack`. A higher score means "more likely a member" (the papers'
 statistics, where lower means member, are negated). `t` is a fraction of the process's horizon, so one
 grid serves every order (order 1: t on Grad-TTS's [0, 1] clock as published; order n: t * T on its own
-clock); attacks that do not diffuse (duration, prior) take t = None.
+clock); attacks that do not diffuse (duration, prior) take t = None. docs/attacks.md says what each
+attack computes, how PIA and PIAN match the official code, and which noise the adaptive (order n)
+attacks draw, estimate or zero.
 
 Inputs follow the published evaluation on Grad-TTS: mu from the text encoder aligned to the real mel by
 monotonic alignment search, the mel cropped to the training segment (2 s) at a seeded start, a fixed
@@ -37,7 +39,7 @@ import torch
 from torch import Tensor
 
 from holdtts.diffusion import diffusion_loss
-from holdtts.diffusion.samplers import ode_step, probability_flow_drift
+from holdtts.diffusion.samplers import ode_step
 from holdtts.errors import ConfigError
 from holdtts.models.tts import Alignment, Segment
 
@@ -141,7 +143,7 @@ def load_plugins() -> None:
     _plugins_loaded = True
     from importlib.metadata import entry_points
 
-    import holdtts.defenses.blackbox  # noqa: F401  (built-in black-box attacks, registered on import)
+    import holdtts.privacy.blackbox  # noqa: F401  (built-in black-box attacks, registered on import)
 
     for entry in entry_points(group="holdtts.attacks"):
         entry.load()
@@ -182,27 +184,21 @@ def _state_mask(inputs: AttackInputs) -> Tensor:
     return inputs.segment.mask.unsqueeze(1)  # [B, 1, 1, T]: broadcasts over blocks and features
 
 
-def _state(model, inputs: AttackInputs, t: Tensor, eps: Tensor) -> Tensor:
-    u, _ = model.process.sample(inputs.q0, t, eps=eps)
-    return u * _state_mask(inputs)
-
-
 def _eps_fn(model, inputs: AttackInputs):
     return model.eps_fn(inputs.segment.mu, inputs.segment.mask)
-
-
-def _aux_noise(model, inputs: AttackInputs, noise: NoiseSource, tag: str) -> Tensor:
-    """Noise for the first n - 1 blocks (the auxiliary state), zero last block: [B, n, F, T]."""
-    n = model.process.order
-    shape = inputs.q0.shape[1:]
-    eps = noise.randn((n, *shape), tag)
-    eps[:, -1] = 0
-    return eps
 
 
 def _zero_noise(model, inputs: AttackInputs) -> Tensor:
     q0 = inputs.q0
     return q0.new_zeros((q0.shape[0], model.process.order, *q0.shape[1:]))
+
+
+def _initial_draw(model, inputs: AttackInputs, noise: NoiseSource, tag: str) -> Tensor:
+    """u_0 = (q0, p_1(0), ..., p_{n-1}(0)), p_k(0) ~ N(0, beta L^-1 I): the data block noise-free, the
+    auxiliary blocks drawn from hybrid score matching's initial distribution (docs/attacks.md)."""
+    process, q0 = model.process, inputs.q0
+    z = noise.randn((process.order - 1, *q0.shape[1:]), tag)
+    return process.initial_draw(q0, z) * _state_mask(inputs)
 
 
 # --------------------------------------------------------------------------- attacks on the decoder
@@ -221,15 +217,18 @@ def loss_attack(model, inputs, t, noise, draws=1):
     return -total / draws
 
 
-def _secmi_error(model, inputs, t, start_eps, step):
-    """SecMI's t-error from a start state: deterministic probability-flow inversion up to t, then one step
-    up and one step back down; || u_t - down(up(u_t)) ||^2 over real frames."""
+def _secmi_error(model, inputs, t, step, u0=None):
+    """SecMI's t-error: deterministic probability-flow inversion from the noise-free state one step in
+    (the mean of the kernel from u0 at `step`; u0 defaults to the clean state (q0, 0, ..., 0)) up to t,
+    then one step up and one step back down; || u_t - down(up(u_t)) ||^2 over real frames."""
     process, eps_fn = model.process, _eps_fn(model, inputs)
     B, device = len(inputs), inputs.q0.device
+    mask = _state_mask(inputs)
     n_steps = max(1, round(t / step))
     h = t / n_steps
-    u = _state(model, inputs, process_times(model, h, B, device), start_eps)
-    mask = _state_mask(inputs)
+    if u0 is None:
+        u0 = process.initial_state(inputs.q0)
+    u = process.sample_from(u0, process_times(model, h, B, device), torch.zeros_like(u0)) * mask
     for i in range(1, n_steps):
         u = ode_step(process, eps_fn, u, process_times(model, i * h, B, device),
                      process_times(model, (i + 1) * h, B, device)) * mask
@@ -243,40 +242,78 @@ def _secmi_error(model, inputs, t, start_eps, step):
 def secmi(model, inputs, t, noise, step=0.02):
     """SecMI (Duan et al. 2023): t-error of the deterministic inversion from the clean state (t_sec 0.6
     on Grad-TTS); `step` is the inversion step as a horizon fraction."""
-    return -_secmi_error(model, inputs, t, _zero_noise(model, inputs), step)
+    return -_secmi_error(model, inputs, t, step)
 
 
-def _pia_statistic(model, inputs, t, eps_init_state, t_init, p, normalize):
-    """PIA's proximal initialisation: the last block's noise estimated at t_init from a start state, used
-    as the noise of the point at t (other noise components as given); the lp norm of the last block of
-    the probability-flow drift there."""
+# PIAN's target level for the mean |.| of the rescaled noise (docs/attacks.md): the official Grad-TTS
+# attack code divides by mean|eps| * sqrt(2/pi), the paper and its image code multiply by sqrt(2/pi).
+PIAN_LEVEL_GRADTTS_CODE = math.sqrt(math.pi / 2)
+PIAN_LEVEL_PAPER = math.sqrt(2 / math.pi)
+PIA_STARTS = ("clean", "mean")
+
+
+def _pia_statistic(model, inputs, t, *, t_init, p, start="clean", level=None, lag=0.0, u0=None):
+    """PIA's proximal initialisation (docs/attacks.md).
+
+    The network's last-block noise e_n at t_init, queried at the start state (`start` "clean": the initial
+    state itself, as the published code does; "mean": the kernel's noise-free mean at t_init), is used as
+    the noise of the point at t, every other noise component zero. Without `u0` the initial state is the
+    clean (q0, 0, ..., 0) and the point is u_t = a_t q0 + C_t (0, ..., 0, e_n) under the hybrid kernel; with
+    a drawn u0 it is u_t = exp(F t) u0 + chol(Q_t) (0, ..., 0, e_n) under the kernel from that point.
+    Returns the lp norm over real frames of the last block of the probability-flow drift at u_t, its
+    score taken at the same construction `lag` later (the official Grad-TTS PIAN code's offset). `level`:
+    PIAN, e_n rescaled to that mean |.| over real frames.
+    """
+    if start not in PIA_STARTS:
+        raise ConfigError(f"unknown PIA start {start!r} (known: {', '.join(PIA_STARTS)})")
     process, eps_fn = model.process, _eps_fn(model, inputs)
     B, device = len(inputs), inputs.q0.device
-    mask = inputs.segment.mask
-    start = _state(model, inputs, process_times(model, t_init, B, device), eps_init_state)
-    eps_last = eps_fn(start, process_times(model, t_init, B, device))
-    if normalize:  # PIAN: rescale to the mean |.| of a standard normal, over real frames only
+    mask, state_mask = inputs.segment.mask, _state_mask(inputs)
+    hybrid = u0 is None
+    if hybrid:
+        u0 = process.initial_state(inputs.q0) * state_mask
+    t_start = process_times(model, t_init, B, device)
+    u_start = u0 if start == "clean" else process.sample_from(u0, t_start, torch.zeros_like(u0)) * state_mask
+    eps_last = eps_fn(u_start, t_start) * mask
+    if level is not None:  # PIAN: a standard normal's statistics, over real frames only
         scale = masked_lp(eps_last, mask, 1.0)
-        eps_last = eps_last * (math.sqrt(2 / math.pi) / scale.clamp_min(1e-12)).view(-1, 1, 1)
-    eps = eps_init_state.clone()
+        eps_last = eps_last * (level / scale.clamp_min(1e-12)).view(-1, *([1] * (eps_last.dim() - 1)))
+    eps = torch.zeros_like(u0)
     eps[:, -1] = eps_last
-    tt = process_times(model, t, B, device)
-    u_t = _state(model, inputs, tt, eps)
-    drift = probability_flow_drift(process, eps_fn, u_t, tt)[:, -1]
+
+    def point(fraction):
+        tt = process_times(model, fraction, B, device)
+        u = process.sample(inputs.q0, tt, eps=eps)[0] if hybrid else process.sample_from(u0, tt, eps)
+        return u * state_mask, tt
+
+    u_t, tt = point(t)
+    u_s, ts = point(t + lag) if lag else (u_t, tt)
+    score = process.score_from_eps(eps_fn(u_s, ts), ts)
+    drift = process.reverse_drift(u_t, tt, score, probability_flow=True)[:, -1]
     return masked_lp(drift, mask, p)
 
 
-@register_attack("pia", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.01, p=4.0)
-def pia(model, inputs, t, noise, t_init=0.01, p=4.0):
-    """PIA (Kong et al. 2024), the order-n adaptation of the HOLD MIA paper: eps_n from the clean state
-    at t_init, other noise components zero, l4 norm of the probability-flow drift (t = 0.3 on Grad-TTS)."""
-    return -_pia_statistic(model, inputs, t, _zero_noise(model, inputs), t_init, p, normalize=False)
+@register_attack("pia", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.1, p=4.0, start="clean")
+def pia(model, inputs, t, noise, t_init=0.1, p=4.0, start="clean"):
+    """PIA (Kong et al. 2024) as the official Grad-TTS code runs it: e from the clean state at t_init 0.1, l4
+    norm of the probability-flow drift at t (0.3 on Grad-TTS); order n: the HOLD MIA paper's adaptation."""
+    return -_pia_statistic(model, inputs, t, t_init=t_init, p=p, start=start)
 
 
-@register_attack("pian", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.01, p=4.0)
-def pian(model, inputs, t, noise, t_init=0.01, p=4.0):
-    """PIAN: PIA with the estimated noise rescaled to a standard normal's mean absolute value."""
-    return -_pia_statistic(model, inputs, t, _zero_noise(model, inputs), t_init, p, normalize=True)
+@register_attack("pian", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.1, p=4.0, start="clean",
+                 level=PIAN_LEVEL_GRADTTS_CODE, lag=0.01)
+def pian(model, inputs, t, noise, t_init=0.1, p=4.0, start="clean", level=PIAN_LEVEL_GRADTTS_CODE, lag=0.01):
+    """PIAN as the official Grad-TTS code runs it: PIA's noise rescaled to mean |e| = sqrt(pi/2), the score
+    taken one step (0.01) later; the published Grad-TTS PIAN numbers."""
+    return -_pia_statistic(model, inputs, t, t_init=t_init, p=p, start=start, level=level, lag=lag)
+
+
+@register_attack("pian_paper", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, t_init=0.1, p=4.0,
+                 start="clean", level=PIAN_LEVEL_PAPER, lag=0.0)
+def pian_paper(model, inputs, t, noise, t_init=0.1, p=4.0, start="clean", level=PIAN_LEVEL_PAPER, lag=0.0):
+    """PIAN as the paper and its image code define it: noise rescaled to a standard normal's mean |e| =
+    sqrt(2/pi), the score at the same point."""
+    return -_pia_statistic(model, inputs, t, t_init=t_init, p=p, start=start, level=level, lag=lag)
 
 
 @register_attack("sima", t_grid=(0.01, 0.05, 0.1, 0.2, 0.3), p=4.0)
@@ -289,40 +326,46 @@ def sima(model, inputs, t, noise, p=4.0):
 
 
 # --------------------------------------------------------------------------- adaptive (order n >= 2)
+#
+# An attacker who knows the process averages a statistic over K draws of the auxiliary initial state
+# u_0 = (q0, p_1(0), ..., p_{n-1}(0)), p_k(0) ~ N(0, beta L^-1 I) (hybrid score matching's own draw), the
+# data block noise-free, instead of fixing the auxiliary blocks at their mean 0: in high dimension the
+# all-zero auxiliary state lies far from the states the network was trained on. docs/attacks.md says for
+# each order which noise is drawn, which the network estimates and which is zero.
 
 
-@register_attack("pia_mc", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, min_order=2, t_init=0.01,
-                 p=4.0, draws=8)
-def pia_mc(model, inputs, t, noise, t_init=0.01, p=4.0, draws=8):
-    """Adaptive PIA for order n: averages the statistic over draws of the auxiliary state's noise
-    instead of zeroing it (an attacker who knows the process)."""
+@register_attack("pia_mc", t_grid=(0.05, 0.1, 0.2, 0.3, 0.5), published_t=0.3, min_order=2, t_init=0.1,
+                 p=4.0, start="clean", draws=8)
+def pia_mc(model, inputs, t, noise, t_init=0.1, p=4.0, start="clean", draws=8):
+    """Adaptive PIA for order n: per draw of u_0, the last block's noise from the network at t_init, the
+    mean propagated exactly from u_0 (point-start kernel); the statistic averaged over draws."""
     total = 0.0
     for k in range(draws):
-        total = total + _pia_statistic(model, inputs, t, _aux_noise(model, inputs, noise, f"pia{k}"), t_init, p,
-                                       normalize=False)
+        u0 = _initial_draw(model, inputs, noise, f"pia{k}")
+        total = total + _pia_statistic(model, inputs, t, t_init=t_init, p=p, start=start, u0=u0)
     return -total / draws
 
 
 @register_attack("sima_mc", t_grid=(0.01, 0.05, 0.1, 0.2, 0.3), min_order=2, p=4.0, draws=8)
 def sima_mc(model, inputs, t, noise, p=4.0, draws=8):
-    """Adaptive SimA for order n: the predicted-noise norm at states whose auxiliary blocks are drawn from
-    their marginal at t (the data block noise-free), averaged over draws."""
+    """Adaptive SimA for order n: the predicted-noise norm at the drawn initial state u_0 (data block
+    noise-free, auxiliary blocks from their initial distribution), averaged over draws."""
     B, device = len(inputs), inputs.q0.device
     tt = process_times(model, t, B, device)
     total = 0.0
     for k in range(draws):
-        u = _state(model, inputs, tt, _aux_noise(model, inputs, noise, f"sima{k}"))
-        total = total + masked_lp(_eps_fn(model, inputs)(u, tt), inputs.segment.mask, p)
+        u0 = _initial_draw(model, inputs, noise, f"sima{k}")
+        total = total + masked_lp(_eps_fn(model, inputs)(u0, tt), inputs.segment.mask, p)
     return -total / draws
 
 
 @register_attack("secmi_mc", t_grid=(0.1, 0.2, 0.3, 0.6), published_t=0.6, min_order=2, step=0.02, draws=4)
 def secmi_mc(model, inputs, t, noise, step=0.02, draws=4):
-    """Adaptive SecMI for order n: the inversion starts from auxiliary states drawn from their marginal,
-    and the t-error is averaged over draws."""
+    """Adaptive SecMI for order n: the inversion starts from the noise-free mean of the kernel from a
+    drawn u_0, and the t-error is averaged over draws."""
     total = 0.0
     for k in range(draws):
-        total = total + _secmi_error(model, inputs, t, _aux_noise(model, inputs, noise, f"secmi{k}"), step)
+        total = total + _secmi_error(model, inputs, t, step, u0=_initial_draw(model, inputs, noise, f"secmi{k}"))
     return -total / draws
 
 
