@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from holdtts.privacy.metrics import compute_metrics
+from holdtts.privacy.simulate import simulated_rows
 from holdtts.privacy.statistics import (
     Cell,
     ScoreTable,
@@ -18,29 +19,6 @@ from holdtts.privacy.statistics import (
     permutation_test,
     select,
 )
-
-# The default grid of an order-1 model (27 cells): loss 6 t, secmi 4, pia 5, pian 5, sima 5, duration, prior.
-ORDER1_GRID = {"loss": 6, "secmi": 4, "pia": 5, "pian": 5, "sima": 5, "duration": 1, "prior": 1}
-
-
-def simulated_rows(rng, members=32, nonmembers=32, signal=0.0, grid=ORDER1_GRID, correlation=0.7,
-                   leaking=("pia",)):
-    """Rows of a grid of attacks; cells of one attack are correlated (as t values of one statistic are).
-    `signal` shifts the members' scores of the `leaking` attacks (in standard deviations)."""
-    n = members + nonmembers
-    labels = np.array([1] * members + [0] * nonmembers)
-    utts = [f"u{i:03d}" for i in range(n)]
-    rows = []
-    for attack, count in grid.items():
-        common = rng.normal(size=n)
-        for k in range(count):
-            score = np.sqrt(correlation) * common + np.sqrt(1 - correlation) * rng.normal(size=n)
-            if attack in leaking:
-                score = score + signal * labels
-            t = "-" if count == 1 else f"{0.05 * (k + 1):g}"
-            rows += [{"utt_id": u, "member": int(m), "attack": attack, "t": t, "score": float(s)}
-                     for u, m, s in zip(utts, labels, score)]
-    return rows
 
 
 def test_no_signal_reads_as_no_signal():
