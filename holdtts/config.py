@@ -2,7 +2,9 @@
 
 The schema is a tree of dataclasses. Loading checks every key against it, so a misspelt key is an
 error naming the file and line instead of a silently ignored setting. Any key can be overridden from
-the command line as `section.key=value` (the value is parsed as YAML).
+the command line as `section.key=value` (the value is parsed as YAML). Numeric keys carry their range
+(`ranged`), checked at load time, so `train.batch_size=0` is an error naming the key before any
+stage writes a file.
 """
 from __future__ import annotations
 
@@ -20,18 +22,45 @@ import yaml
 from holdtts.errors import ConfigError
 
 
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """A dataclass field whose value (each element, for a tuple) must satisfy the given bounds.
+    None (for an optional key) is not checked."""
+    return field(default=default, metadata={"range": (ge, gt, le, lt)})
+
+
+def _range_text(ge, gt, le, lt) -> str:
+    low = f">= {ge:g}" if ge is not None else f"> {gt:g}" if gt is not None else ""
+    high = f"<= {le:g}" if le is not None else f"< {lt:g}" if lt is not None else ""
+    if low and high:
+        return f"in {'[' if ge is not None else '('}{ge if ge is not None else gt:g}, " \
+               f"{le if le is not None else lt:g}{']' if le is not None else ')'}"
+    return low or high
+
+
+def _check_range(value: Any, bounds: tuple, where: str, path: str | None, line: int | None) -> None:
+    ge, gt, le, lt = bounds
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if ((ge is not None and not item >= ge) or (gt is not None and not item > gt)
+                or (le is not None and not item <= le) or (lt is not None and not item < lt)):
+            raise ConfigError(f"'{where}' must be {_range_text(ge, gt, le, lt)}, got {value!r}", path, line)
+
+
 @dataclass
 class FeaturesConfig:
     """Mel settings (HiFi-GAN's convention, so published vocoders work). Recorded, and checked
     against the features on disk; changing them means re-extracting features."""
 
-    sample_rate: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 256
-    win_length: int = 1024
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float = 8000.0
+    sample_rate: int = ranged(22050, ge=1)
+    n_fft: int = ranged(1024, ge=1)
+    hop_length: int = ranged(256, ge=1)
+    win_length: int = ranged(1024, ge=1)
+    n_mels: int = ranged(80, ge=1)
+    f_min: float = ranged(0.0, ge=0)
+    f_max: float = ranged(8000.0, gt=0)
 
 
 @dataclass
@@ -40,36 +69,36 @@ class DataConfig:
     dump_dir: str = "dump"  # features written by `holdtts features`
     train_split: str = "members"  # the split list the model is fitted to
     valid_split: str = "valid"
-    segment_frames: int = 172  # random decoder crop, 2 s at 22050 Hz / hop 256 (Grad-TTS's out_size)
-    bucket_size: int = 32  # batches are drawn from pools of bucket_size * batch_size length-sorted utts
+    segment_frames: int = ranged(172, ge=1)  # random decoder crop, 2 s at 22050 Hz / hop 256 (Grad-TTS's out_size)
+    bucket_size: int = ranged(32, ge=1)  # batches are drawn from pools of bucket_size * batch_size length-sorted utts
 
 
 @dataclass
 class EncoderConfig:
     """Grad-TTS text encoder and duration predictor (published sizes by default)."""
 
-    n_channels: int = 192
-    filter_channels: int = 768
-    n_heads: int = 2
-    n_layers: int = 6
-    kernel_size: int = 3
-    p_dropout: float = 0.1
-    window_size: int = 4
+    n_channels: int = ranged(192, ge=1)
+    filter_channels: int = ranged(768, ge=1)
+    n_heads: int = ranged(2, ge=1)
+    n_layers: int = ranged(6, ge=1)
+    kernel_size: int = ranged(3, ge=1)
+    p_dropout: float = ranged(0.1, ge=0, lt=1)
+    window_size: int = ranged(4, ge=0)
     prenet: bool = True
-    duration_filter_channels: int = 256
-    duration_kernel_size: int = 3
+    duration_filter_channels: int = ranged(256, ge=1)
+    duration_kernel_size: int = ranged(3, ge=1)
 
 
 @dataclass
 class DecoderConfig:
     """U-Net score network. Input channels: the n blocks of the process state plus mu."""
 
-    dim: int = 64
-    dim_mults: tuple[int, ...] = (1, 2, 4)
-    groups: int = 8
-    attention_heads: int = 4  # linear attention at every level (Grad-TTS: 4 heads of 32)
-    attention_head_dim: int = 32
-    pe_scale: float = 1000.0  # sinusoidal time embedding of pe_scale * t / horizon
+    dim: int = ranged(64, ge=1)
+    dim_mults: tuple[int, ...] = ranged((1, 2, 4), ge=1)
+    groups: int = ranged(8, ge=1)
+    attention_heads: int = ranged(4, ge=1)  # linear attention at every level (Grad-TTS: 4 heads of 32)
+    attention_head_dim: int = ranged(32, ge=1)
+    pe_scale: float = ranged(1000.0, gt=0)  # sinusoidal time embedding of pe_scale * t / horizon
     # How the network sees the state: "none" feeds u_t as is; "marginal" divides each block by its
     # marginal standard deviation at t (keeps every input block at unit scale for any order).
     input_scaling: str = "none"
@@ -78,21 +107,21 @@ class DecoderConfig:
 @dataclass
 class ProcessConfig:
     kind: str = "vp"  # "vp" (Grad-TTS, order 1) or "hold" (critically damped HOLD++, order >= 2)
-    order: int = 1
-    beta_min: float = 0.05  # vp: beta(t) = beta_min + (beta_max - beta_min) t
-    beta_max: float = 20.0
-    l_inv: float = 1.0  # hold: stationary variance L^-1 of every block
-    beta: float = 0.08  # hold: initial auxiliary variance factor (HSM)
-    horizon: float = 1.0  # T on the process's own clock; t ~ U[t_min, T]
-    t_min: float = 1e-5
-    jitter: float = 1e-6  # added to the covariance diagonal before its Cholesky factor
+    order: int = ranged(1, ge=1)
+    beta_min: float = ranged(0.05, ge=0)  # vp: beta(t) = beta_min + (beta_max - beta_min) t
+    beta_max: float = ranged(20.0, gt=0)
+    l_inv: float = ranged(1.0, gt=0)  # hold: stationary variance L^-1 of every block
+    beta: float = ranged(0.08, gt=0)  # hold: initial auxiliary variance factor (HSM)
+    horizon: float = ranged(1.0, gt=0)  # T on the process's own clock; t ~ U[t_min, T]
+    t_min: float = ranged(1e-5, ge=0)
+    jitter: float = ranged(1e-6, ge=0)  # added to the covariance diagonal before its Cholesky factor
 
 
 @dataclass
 class LossConfig:
-    diffusion_weight: float = 1.0
-    prior_weight: float = 1.0
-    duration_weight: float = 1.0
+    diffusion_weight: float = ranged(1.0, ge=0)
+    prior_weight: float = ranged(1.0, ge=0)
+    duration_weight: float = ranged(1.0, ge=0)
     # Weighting of the diffusion loss over t: "none" (plain eps-matching, Grad-TTS) or "score"
     # (lambda(t) = 1 / C_t[n,n]^2 relative to its mean, i.e. score matching). See docs/hold_training.md.
     weighting: str = "none"
@@ -102,34 +131,34 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     seed: int = 1234
-    batch_size: int = 16
-    max_steps: int = 0  # 0: no step limit (use max_epochs)
-    max_epochs: int = 0  # 0: no epoch limit (use max_steps)
-    lr: float = 1e-4
-    betas: tuple[float, ...] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    batch_size: int = ranged(16, ge=1)
+    max_steps: int = ranged(0, ge=0)  # 0: no step limit (use max_epochs)
+    max_epochs: int = ranged(0, ge=0)  # 0: no epoch limit (use max_steps)
+    lr: float = ranged(1e-4, gt=0)
+    betas: tuple[float, ...] = ranged((0.9, 0.999), ge=0, lt=1)
+    weight_decay: float = ranged(0.0, ge=0)
     lr_schedule: str = "constant"  # "constant" | "cosine" | "linear" (decay to 0 at the last step)
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
+    warmup_steps: int = ranged(0, ge=0)
+    grad_clip: float = ranged(1.0, gt=0)
+    ema_decay: float = ranged(0.9999, ge=0, le=1)
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast; reduced precision on the GPU only)
-    checkpoint_every: int = 1000  # steps
-    keep_last: int = 3  # checkpoints kept (besides the final one)
-    valid_every: int = 1000  # steps
-    log_every: int = 50  # steps
-    sample_every: int = 5000  # steps between mel images and audio written to TensorBoard
-    num_workers: int = 0
-    attack_every_epochs: int = 0  # run `attack` every N epochs and log its AUROC (0: never)
+    checkpoint_every: int = ranged(1000, ge=0)  # steps (0: only when the run ends or stops)
+    keep_last: int = ranged(3, ge=1)  # checkpoints kept (besides the final one)
+    valid_every: int = ranged(1000, ge=0)  # steps (0: never)
+    log_every: int = ranged(50, ge=1)  # steps
+    sample_every: int = ranged(5000, ge=0)  # steps between mel images and audio written to TensorBoard
+    num_workers: int = ranged(0, ge=0)
+    attack_every_epochs: int = ranged(0, ge=0)  # run `attack` every N epochs and log its AUROC (0: never)
     attack: str = "pia"  # comma-separated attack names for attack_every_epochs
-    attack_max_utts: int = 64  # members (and as many non-members) attacked during training
+    attack_max_utts: int = ranged(64, ge=1)  # members (and as many non-members) attacked during training
 
 
 @dataclass
 class SynthesisConfig:
     sampler: str = "ode_euler"
-    steps: int = 10
-    temperature: float = 1.5  # noise std divided by temperature, as in Grad-TTS
-    length_scale: float = 1.0  # > 1 speaks slower
+    steps: int = ranged(10, ge=1)
+    temperature: float = ranged(1.5, gt=0)  # noise std divided by temperature, as in Grad-TTS
+    length_scale: float = ranged(1.0, gt=0)  # > 1 speaks slower
 
 
 @dataclass
@@ -138,14 +167,14 @@ class DPConfig:
     Poisson sampling, an accountant. Off unless `enabled`."""
 
     enabled: bool = False
-    target_epsilon: float | None = None  # noise calibrated to reach it at the end of training
-    noise_multiplier: float | None = None  # alternatively, a fixed noise multiplier
-    delta: float | None = None  # default: 1 / number of training utterances
-    max_grad_norm: float = 1.0  # per-sample clipping bound
+    target_epsilon: float | None = ranged(None, gt=0)  # noise calibrated to reach it at the end of training
+    noise_multiplier: float | None = ranged(None, ge=0)  # alternatively, a fixed noise multiplier
+    delta: float | None = ranged(None, gt=0, lt=1)  # default: 1 / number of training utterances
+    max_grad_norm: float = ranged(1.0, gt=0)  # per-sample clipping bound
     accountant: str = "prv"  # Opacus accountant: "prv" or "rdp"
     # Memory only: forward/backward each Poisson batch in chunks of at most this many utterances, one noisy
     # step per batch (Opacus's BatchMemoryManager). 0: the whole batch at once.
-    max_physical_batch_size: int = 0
+    max_physical_batch_size: int = ranged(0, ge=0)
 
 
 @dataclass
@@ -222,8 +251,9 @@ def _coerce(value: Any, hint: Any, where: str, path: str | None, line: int | Non
 
 
 def _build(cls, values: dict, prefix: str, path: str | None, lines: dict[str, int]):
-    """Instantiate dataclass `cls` from a nested dict; unknown keys are errors."""
+    """Instantiate dataclass `cls` from a nested dict; unknown keys and values out of range are errors."""
     hints = _hints(cls)
+    bounds = {f.name: f.metadata["range"] for f in dataclasses.fields(cls) if "range" in f.metadata}
     kwargs = {}
     for key, value in values.items():
         where = f"{prefix}.{key}" if prefix else str(key)
@@ -239,6 +269,8 @@ def _build(cls, values: dict, prefix: str, path: str | None, lines: dict[str, in
             kwargs[key] = _build(hint, value, where, path, lines)
         else:
             kwargs[key] = _coerce(value, hint, where, path, line)
+            if key in bounds:
+                _check_range(kwargs[key], bounds[key], where, path, line)
     return cls(**kwargs)
 
 

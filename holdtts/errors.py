@@ -30,3 +30,12 @@ class ConfigError(InputError):
 
 class CheckpointError(InputError):
     """A checkpoint that is missing, truncated or does not match the model."""
+
+
+class MembershipMismatchError(HoldttsError):
+    """A model, checkpoint or run whose member list (the training split's ids) differs from the current one:
+    resuming or attacking across it would mix members with non-members."""
+
+
+class ExperimentLockedError(HoldttsError):
+    """Another process is training into the same experiment directory."""

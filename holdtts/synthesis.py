@@ -1,6 +1,14 @@
-"""Text to speech with a trained system: batched synthesis, vocoding, files on disk."""
+"""Text to speech with a trained system: batched synthesis, vocoding, files on disk.
+
+A text longer than MAX_SENTENCE_CHARS is split into sentences, packed into chunks of at most that many
+characters, and the chunks are synthesized in batches like separate texts and joined with a short pause:
+memory and time grow with the length of a chunk, not of the whole text. One sentence longer than the
+limit is an error (the models are trained on utterances of a few seconds).
+"""
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +21,37 @@ import torch
 from holdtts.errors import HoldttsError, InputError
 from holdtts.models.loading import encode_texts
 from holdtts.utils.fileio import atomic_path, ensure_dir, write_json_atomic
+
+# Characters of one synthesized chunk (about 25 s of speech): the limit per sentence of a long text.
+MAX_SENTENCE_CHARS = 400
+PAUSE_SECONDS = 0.2  # silence between the chunks of a split text
+# A sentence ends at . ! ? ; : (possibly followed by a closing quote or bracket) before a space, or at a
+# line break.
+_SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?;:])|(?<=[.!?;:][\"')\]]))\s+|\s*\n\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, in order, without empty ones."""
+    return [piece.strip() for piece in _SENTENCE_BREAK.split(text.strip()) if piece.strip()]
+
+
+def text_chunks(text: str, limit: int = MAX_SENTENCE_CHARS, name: str = "text") -> list[str]:
+    """`text` itself when it has at most `limit` characters; else its sentences packed greedily into
+    chunks of at most `limit` characters. A sentence longer than `limit` is an InputError naming it."""
+    text = text.strip()
+    if len(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    for number, sentence in enumerate(split_sentences(text), 1):
+        if len(sentence) > limit:
+            raise InputError(f"{name}: sentence {number} has {len(sentence)} characters; the limit is {limit} "
+                             f"per sentence (end sentences with . ! ? ; or : or a line break): "
+                             f"{sentence[:60]!r}...")
+        if chunks and len(chunks[-1]) + 1 + len(sentence) <= limit:
+            chunks[-1] += " " + sentence
+        else:
+            chunks.append(sentence)
+    return chunks
 
 
 @dataclass
@@ -96,6 +135,35 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
     keys = range(len(texts))
     return SynthesisResult(list(utt_ids), [mels[i] for i in keys], [wavs[i] for i in keys], decoder_seconds,
                            vocoder_seconds, audio_seconds)
+
+
+def synthesize_long_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocoder,
+                          max_sentence_chars: int = MAX_SENTENCE_CHARS, **kwargs) -> SynthesisResult:
+    """`synthesize_texts` for texts of any length: each text longer than `max_sentence_chars` is split
+    (`text_chunks`), every chunk of every text is synthesized in the same length-sorted batches, and the
+    chunks of a text are joined with PAUSE_SECONDS of silence (in the mel at the log floor, in the audio at
+    zero). Texts within the limit give exactly what `synthesize_texts` gives."""
+    from holdtts.data.mel import LOG_FLOOR
+
+    plans = [text_chunks(text, max_sentence_chars, name=utt) for utt, text in zip(utt_ids, texts)]
+    if all(len(chunks) == 1 for chunks in plans):
+        return synthesize_texts(model, [chunks[0] for chunks in plans], utt_ids, vocoder, **kwargs)
+    flat_texts = [chunk for chunks in plans for chunk in chunks]
+    flat_ids = [f"{utt}.{k}" for utt, chunks in zip(utt_ids, plans) for k in range(len(chunks))]
+    parts = synthesize_texts(model, flat_texts, flat_ids, vocoder, **kwargs)
+    features = model.config.features
+    pause_frames = int(round(PAUSE_SECONDS * features.sample_rate / features.hop_length))
+    mels, wavs, position = [], [], 0
+    for chunks in plans:
+        span = slice(position, position + len(chunks))
+        chunk_mels, chunk_wavs = parts.mels[span], parts.wavs[span]
+        position += len(chunks)
+        silence_mel = np.full((chunk_mels[0].shape[0], pause_frames), math.log(LOG_FLOOR), dtype=np.float32)
+        silence_wav = np.zeros(pause_frames * features.hop_length, dtype=np.float32)
+        mels.append(np.concatenate([x for m in chunk_mels for x in (silence_mel, m)][1:], axis=1))
+        wavs.append(np.concatenate([x for w in chunk_wavs for x in (silence_wav, w)][1:]))
+    audio_seconds = sum(w.shape[0] for w in wavs) / features.sample_rate
+    return SynthesisResult(list(utt_ids), mels, wavs, parts.decoder_seconds, parts.vocoder_seconds, audio_seconds)
 
 
 def _sync(device: torch.device) -> None:

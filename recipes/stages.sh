@@ -3,13 +3,21 @@
 #
 #   run_stage N NAME COMMAND [ARGS...]
 #
-# runs COMMAND when N is within [stage, stop_stage], logging to $log_dir/stageN.NAME.log. On success a
-# marker $done_dir/stageN.NAME.done records the command and the checksums of the files it names, so
+# runs COMMAND when N is within [stage, stop_stage], logging to $log_dir/stageN.NAME.log. When COMMAND
+# exits 0 (for `holdtts train`: it reached its step limit), a marker $done_dir/stageN.NAME.done records
+# the command and the content of what it names (its fingerprint, taken after the run):
+#   - a file: its sha256;
+#   - a data directory (splits.json): the sha256 of its tables, i.e. of every split's ids and texts;
+#   - a feature directory (manifest.json): the manifest's sha256 (it holds the inputs' checksums);
+#   - an experiment (train_summary.json or system.json) and a corpus (metadata.csv): that file's sha256;
+# so
 #   - re-running the recipe skips the stage (one log line says so);
-#   - a stage that was interrupted has no marker and is redone (each holdtts command writes atomically,
-#     so a half-finished stage leaves nothing that looks complete);
-#   - a stage whose command or input files changed since it was done is an error naming the marker:
-#     outputs are never silently reused nor silently overwritten;
+#   - a stage that failed or was interrupted has no marker and is redone (each holdtts command writes
+#     atomically, and training resumes from its last checkpoint); an interrupted one (exit 130 or 143,
+#     SIGINT or SIGTERM) stops the recipe with the same status;
+#   - a stage whose command or inputs changed since it was done (e.g. splits remade with other members
+#     under a trained model) is an error naming the marker: outputs are never silently reused nor
+#     silently overwritten;
 #   - `stage_always=1 run_stage ...` runs every time (for cheap stages that summarise the others).
 
 log() { printf '%s %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
@@ -28,9 +36,30 @@ _stage_fingerprint() {
   printf '\n'
   for arg in "$@"; do
     if [ -f "$arg" ]; then
-      printf 'file %s %s\n' "$arg" "$(sha256sum "$arg" | cut -d' ' -f1)"
+      printf 'file %s %s\n' "$arg" "$(_sha256 "$arg")"
+    elif [ -d "$arg" ]; then
+      _dir_fingerprint "$arg"
     fi
   done
+}
+
+_sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# The content of a directory a stage reads or writes, for the kinds holdtts makes; nothing for others.
+_dir_fingerprint() {
+  local dir=${1%/} tables
+  if [ -f "$dir/splits.json" ]; then
+    # every split's tables (ids, texts, lengths): the member lists themselves, not the creation time
+    tables=$(cd "$dir" && find . -mindepth 2 -maxdepth 2 -type f \
+      \( -name wav.scp -o -name text -o -name text.raw -o -name utt2num_samples \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)
+    printf 'data %s %s\n' "$dir" "$tables"
+  fi
+  [ -f "$dir/manifest.json" ] && printf 'features %s %s\n' "$dir" "$(_sha256 "$dir/manifest.json")"
+  [ -f "$dir/train_summary.json" ] && printf 'trained %s %s\n' "$dir" "$(_sha256 "$dir/train_summary.json")"
+  [ -f "$dir/system.json" ] && printf 'system %s %s\n' "$dir" "$(_sha256 "$dir/system.json")"
+  [ -f "$dir/metadata.csv" ] && printf 'corpus %s %s\n' "$dir" "$(_sha256 "$dir/metadata.csv")"
+  return 0
 }
 
 run_stage() {
@@ -54,11 +83,18 @@ run_stage() {
     exit 1
   fi
   log "stage $n ($name): start: $*"
-  local start=$SECONDS
-  if ! "$@" 2>&1 | tee "$logfile"; then
-    log "stage $n ($name): FAILED after $((SECONDS - start)) s (log: $logfile)"
+  local start=$SECONDS status
+  # tee -i: a Ctrl-C reaches the command, which saves its work; tee keeps logging until it exits
+  "$@" 2>&1 | tee -i "$logfile" && status=0 || status=${PIPESTATUS[0]}
+  if [ "$status" = 130 ] || [ "$status" = 143 ]; then
+    log "stage $n ($name): INTERRUPTED (exit $status) after $((SECONDS - start)) s; not marked done, re-run" \
+      "to resume it (log: $logfile)"
+    exit "$status"
+  elif [ "$status" != 0 ]; then
+    log "stage $n ($name): FAILED (exit $status) after $((SECONDS - start)) s (log: $logfile)"
     exit 1
   fi
-  printf '%s\n' "$fingerprint" > "$marker.tmp" && mv "$marker.tmp" "$marker"
+  # the fingerprint of what the stage made, so that a re-run compares like with like
+  _stage_fingerprint "$@" > "$marker.tmp" && mv "$marker.tmp" "$marker"
   log "stage $n ($name): done in $((SECONDS - start)) s"
 }

@@ -65,3 +65,55 @@ def test_overrides_and_round_trip(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=0", "'train.batch_size' must be >= 1, got 0"),
+    ("train.batch_size=-1", "'train.batch_size' must be >= 1, got -1"),
+    ("train.max_steps=-5", "'train.max_steps' must be >= 0"),
+    ("train.lr=0", "'train.lr' must be > 0"),
+    ("train.log_every=0", "'train.log_every' must be >= 1"),
+    ("train.keep_last=0", "'train.keep_last' must be >= 1"),
+    ("train.betas=[0.9, 1.5]", "'train.betas' must be in [0, 1)"),
+    ("train.ema_decay=1.5", "'train.ema_decay' must be in [0, 1]"),
+    ("encoder.p_dropout=1.0", "'encoder.p_dropout' must be in [0, 1)"),
+    ("synthesis.steps=0", "'synthesis.steps' must be >= 1"),
+    ("dp.delta=1.5", "'dp.delta' must be in (0, 1)"),
+    ("decoder.dim_mults=[1, 0]", "'decoder.dim_mults' must be >= 1"),
+])
+def test_numeric_values_are_range_checked(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONF / "vp.yaml", [override])
+    assert message in str(err.value)
+
+
+def test_out_of_range_value_in_a_file_names_its_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lr: 0.001\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match="batch_size") as err:
+        load_config(path)
+    assert err.value.path == str(path) and err.value.line == 3
+    assert load_config(None, ["dp.delta=null", "dp.target_epsilon=null"]).dp.delta is None  # unset is fine
+
+
+def test_vocoder_config_is_range_checked():
+    from holdtts.vocoder.training import load_vocoder_config
+
+    with pytest.raises(ConfigError, match="'train.batch_size' must be >= 1"):
+        load_vocoder_config(CONF / "vocoder_v1.yaml", ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match="'data.peak_normalize' must be in"):
+        load_vocoder_config(CONF / "vocoder_v1.yaml", ["data.peak_normalize=2"])
+
+
+@pytest.mark.parametrize("command", ["train", "train-vocoder"])
+def test_a_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys, command):
+    from holdtts.cli import main
+
+    exp = tmp_path / "exp"
+    conf = "vp.yaml" if command == "train" else "vocoder_v1.yaml"
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--config", str(CONF / conf), "--exp-dir", str(exp), "--data-dir", str(tmp_path / "data"),
+              "--set", "train.batch_size=0", "--set", "train.max_steps=5"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "'train.batch_size' must be >= 1, got 0" in err and "Traceback" not in err
+    assert not exp.exists()  # no config.yaml, no TensorBoard files

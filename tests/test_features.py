@@ -121,3 +121,47 @@ def test_collate_pads_tokens_and_defaults_crops_to_zero(mini_recipe):
         n = len(store.tokens(utt))
         assert int(batch.token_lengths[i]) == n and torch.all(batch.tokens[i, n:] == 0)
     assert json.loads((mini_recipe / "dump" / "manifest.json").read_text())["num_utts"] == 24
+
+
+def test_a_cut_wav_recorded_at_its_cut_length_is_still_an_error(mini_recipe, tmp_path):
+    """Issue 14: a wav cut to half its bytes (tables made from it, as an older prepare recorded them) decodes
+    consistently to half the samples; only its header tells it lost the end of the sentence."""
+    data = tmp_path / "data"
+    shutil.copytree(mini_recipe / "data", data)
+    scp = data / "all" / "wav.scp"
+    lines = scp.read_text().splitlines()
+    utt, wav_path = lines[4].split(maxsplit=1)
+    cut = tmp_path / "cut.wav"
+    whole = open(wav_path, "rb").read()
+    cut.write_bytes(whole[: len(whole) // 2])
+    lines[4] = f"{utt} {cut}"
+    scp.write_text("\n".join(lines) + "\n")
+    samples = data / "all" / "utt2num_samples"
+    counts = read_table(samples)
+    counts[utt] = str(sf.info(str(cut)).frames)  # what libsndfile reports: the part that is there
+    samples.write_text("".join(f"{u} {n}\n" for u, n in sorted(counts.items())))
+    with pytest.raises(InputError, match="truncated wav") as err:
+        extract_features(data, tmp_path / "dump", device="cpu", nj=1)
+    assert err.value.path == str(scp) and err.value.line == 5 and str(cut) in str(err.value)
+    assert not (tmp_path / "dump" / "manifest.json").exists()
+
+
+def test_text_prepare_accepts_features_can_encode(mini_recipe, tmp_path):
+    """Issue 14: emoji-only text is refused by the same check in prepare (holdtts.data.corpus.read_metadata)
+    and in features, with the same words."""
+    from holdtts.data.corpus import read_metadata
+
+    data = tmp_path / "data"
+    shutil.copytree(mini_recipe / "data", data)
+    text = data / "all" / "text"
+    lines = text.read_text().splitlines()
+    lines[3] = lines[3].split()[0] + " \U0001f600\U0001f44d"
+    text.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="nothing to speak") as in_features:
+        extract_features(data, tmp_path / "dump", device="cpu", nj=1)
+    assert in_features.value.line == 4
+    metadata = tmp_path / "metadata.csv"
+    metadata.write_text("LJ1|fine|fine\nLJ2|\U0001f600\U0001f44d|\U0001f600\U0001f44d\n", encoding="utf-8")
+    with pytest.raises(InputError, match="nothing to speak") as in_prepare:
+        read_metadata(metadata)
+    assert in_prepare.value.line == 2

@@ -362,3 +362,59 @@ def test_splits_json_is_valid_json_with_provenance(corpus, tmp_path):
     meta = json.loads((tmp_path / "data" / "splits.json").read_text())
     assert meta["num_skipped"] == 0 and (tmp_path / "data" / "all" / "skipped").read_text() == ""
     assert meta["sample_rate"] == SR and "default_rng" in meta["protocol"]
+
+
+# --------------------------------------------------------------------------- issue 14: cut wavs, emoji, checksums
+
+
+def truncate_to_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_wav_is_an_error_naming_it(corpus, tmp_path, capsys):
+    wav = corpus / "wavs" / f"{utt_id(4)}.wav"
+    frames = sf.info(wav).frames
+    truncate_to_half(wav)
+    assert sf.info(wav).frames < frames  # libsndfile alone reads the half that is left as the whole clip
+    data = tmp_path / "data"
+    with pytest.raises(InputError, match="truncated wav") as info:
+        prepare_data_dir(corpus, data)
+    assert info.value.line == 4 and f"{utt_id(4)}.wav" in str(info.value)
+    assert f"declares {frames} frames" in str(info.value)
+    with pytest.raises(InputError, match="truncated"):
+        check_wav(wav)
+    code, out, _ = run_cli(capsys, "prepare", "--corpus-dir", str(corpus), "--data-dir", str(data), "--nj", "1",
+                           "--skip-bad")
+    assert code == 0 and read_table(data / "all" / "skipped") == {utt_id(4): "truncated wav"}
+
+
+@pytest.mark.parametrize("normalized", ["\U0001f600\U0001f389", "\U0001f600 !!", "..."])
+def test_text_with_nothing_to_speak_fails_in_prepare(corpus, tmp_path, normalized):
+    lines = [metadata_line(i) for i in range(1, 13)]
+    lines[5] = f"{utt_id(6)}|{normalized}|{normalized}"
+    write_metadata(corpus, lines)
+    with pytest.raises(InputError, match="nothing to speak") as info:
+        prepare_data_dir(corpus, tmp_path / "data")
+    assert info.value.line == 6 and utt_id(6) in str(info.value)
+    result = prepare_data_dir(corpus, tmp_path / "data", skip_bad=True)
+    assert read_table(result.data_dir / "all" / "skipped") == {utt_id(6): "normalized text cannot be spoken"}
+
+
+def test_splits_json_records_each_splits_checksum(corpus, tmp_path):
+    from holdtts.data.splits import member_checksum, split_checksum
+
+    data = tmp_path / "data"
+    prepare_data_dir(corpus, data, seed=3)
+    meta = load_splits_meta(data)
+    for name in ("all", *SPLITS):
+        assert meta["checksums"][name] == member_checksum(read_table(data / name / "wav.scp")) \
+            == split_checksum(data, name)
+    assert member_checksum(["b", "a"]) == hashlib.sha256(b"a\nb\n").hexdigest()
+    # the same number of members, other ids: a changed data directory, not "up to date"
+    members, nonmembers = (read_table(data / name / "wav.scp") for name in ("members", "nonmembers"))
+    moved = sorted(members)[0], sorted(nonmembers)[0]
+    members[moved[1]] = members.pop(moved[0])
+    (data / "members" / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in sorted(members.items())))
+    with pytest.raises(InputError, match="ids of 'members' on disk differ"):
+        load_splits(data)

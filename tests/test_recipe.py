@@ -49,6 +49,15 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     assert "stage 0 (make-corpus): ERROR: it was done with a different command" in changed.stderr
     assert "exp/.done/stage0.make-corpus.done" in changed.stderr
 
+    # issue 14: splits remade with another member count under the features (and any model) made from them
+    subprocess.run([str(REPO / ".venv" / "bin" / "holdtts"), "prepare", "--corpus-dir", "downloads/mini",
+                    "--data-dir", "data", "--num-members", "3", "--num-nonmembers", "1", "--overwrite"],
+                   cwd=recipe, check=True, capture_output=True)
+    remade = run(recipe, "--mini-utts", "6", "--stage", "2", "--stop-stage", "2")
+    assert remade.returncode == 1, remade.stderr[-2000:]
+    assert "stage 2 (features): ERROR: it was done with a different command or inputs" in remade.stderr
+    assert "already done" not in remade.stderr
+
 
 def test_an_interrupted_stage_has_no_marker_and_is_redone(recipe):
     if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
@@ -91,3 +100,67 @@ def test_gpu_experiment_checks_its_options(recipe):
     assert bad.returncode == 2 and "unknown phase 'nosuch'" in bad.stderr
     helped = subprocess.run(["bash", str(script), "--help"], env=env, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "--steps" in helped.stdout and "--attack-utts" in helped.stdout
+
+
+# --------------------------------------------------------------------------- the stage driver alone (issue 14)
+
+
+def drive(tmp_path: Path, *stage_lines: str) -> subprocess.CompletedProcess:
+    """Run recipes/stages.sh's run_stage lines in `tmp_path` with stand-in commands."""
+    script = tmp_path / "drive.sh"
+    script.write_text("set -euo pipefail\nstage=0; stop_stage=100; done_dir=exp/.done; log_dir=exp/log\n"
+                      f". {REPO / 'recipes' / 'stages.sh'}\n" + "\n".join(stage_lines) + "\necho recipe-finished\n")
+    return subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("status", [130, 143])
+def test_an_interrupted_training_is_not_marked_done(tmp_path, status):
+    """A training stopped by Ctrl-C or SIGTERM exits 130 or 143 (holdtts train): no marker, and the recipe stops
+    with the same status instead of going on to attack a half-trained model."""
+    stopped = drive(tmp_path, f"run_stage 4 train-vp bash -c 'echo saved at step 10; exit {status}'")
+    assert stopped.returncode == status
+    assert f"stage 4 (train-vp): INTERRUPTED (exit {status})" in stopped.stderr
+    assert "recipe-finished" not in stopped.stdout
+    assert not (tmp_path / "exp" / ".done" / "stage4.train-vp.done").exists()
+    assert "saved at step 10" in (tmp_path / "exp" / "log" / "stage4.train-vp.log").read_text()
+    failed = drive(tmp_path, "run_stage 4 train-vp bash -c 'exit 2'")
+    assert failed.returncode == 1 and "FAILED (exit 2)" in failed.stderr
+    done = drive(tmp_path, "run_stage 4 train-vp true")
+    assert done.returncode == 0 and (tmp_path / "exp" / ".done" / "stage4.train-vp.done").exists()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_markers_fingerprint_the_content_of_input_directories(tmp_path):
+    """Done markers cover what the data, features and experiment directories hold, not only file arguments:
+    remade splits (same sizes, other members), new features or a retrained model make a done stage an error."""
+    _write(tmp_path / "data" / "splits.json", '{"sizes": {}}\n')
+    _write(tmp_path / "data" / "members" / "wav.scp", "LJ1 /a.wav\nLJ2 /b.wav\n")
+    _write(tmp_path / "data" / "nonmembers" / "wav.scp", "LJ3 /c.wav\n")
+    _write(tmp_path / "dump" / "manifest.json", '{"fingerprint": 1}\n')
+    _write(tmp_path / "exp" / "vp" / "train_summary.json", '{"step": 60}\n')
+    stage = ("run_stage 4 train-vp true --data-dir data --dump-dir dump --exp-dir exp/vp --device cpu",
+             "run_stage 5 attack-vp true --model exp/vp --data-dir data --dump-dir dump")
+    first = drive(tmp_path, *stage)
+    assert first.returncode == 0, first.stderr
+    marker = (tmp_path / "exp" / ".done" / "stage4.train-vp.done").read_text()
+    assert "data data " in marker and "features dump " in marker and "trained exp/vp " in marker
+    again = drive(tmp_path, *stage)
+    assert again.returncode == 0 and again.stderr.count("already done, skipping") == 2
+
+    changes = [
+        (tmp_path / "data" / "members" / "wav.scp", "LJ1 /a.wav\nLJ3 /c.wav\n", "stage 4 (train-vp)"),
+        (tmp_path / "dump" / "manifest.json", '{"fingerprint": 2}\n', "stage 4 (train-vp)"),
+        (tmp_path / "exp" / "vp" / "train_summary.json", '{"step": 120}\n', "stage 5 (attack-vp)"),
+    ]
+    for path, text, refused in changes:
+        before = path.read_text()
+        path.write_text(text)
+        changed = drive(tmp_path, *[line for line in stage if line.startswith(f"run_stage {refused.split()[1]} ")])
+        assert changed.returncode == 1, (path, changed.stderr)
+        assert f"{refused}: ERROR: it was done with a different command or inputs" in changed.stderr
+        path.write_text(before)
+    assert drive(tmp_path, *stage).returncode == 0

@@ -13,8 +13,11 @@
 # Stages: 0 corpus, 1 prepare, 2 features, 3 vocoder, 4 train, 5 attack, 6 evaluate, 7 report.
 # Outputs (relative to this directory): downloads/ (corpora), data/ (tables, splits), dump/ (features),
 # exp/<system>/ (checkpoints, TensorBoard, attack*/, evaluate/), exp/report/, exp/log/ (a log per
-# stage), exp/.done/ (done markers: a finished stage is skipped; a changed one is an error, never a
-# silent reuse).
+# stage), exp/.done/ (done markers, written only when a stage's command exits 0: a finished stage is
+# skipped; one whose command or inputs changed, down to the splits' member lists and the features'
+# manifest, is an error, never a silent reuse; see recipes/stages.sh and docs/reliability.md).
+# An interrupted training (Ctrl-C, SIGTERM) saves a checkpoint, stops the recipe with status 130 or 143
+# and is resumed by running the recipe again.
 set -euo pipefail
 cd "$(dirname "$0")"
 

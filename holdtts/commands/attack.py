@@ -34,6 +34,35 @@ def _parse_params(values) -> dict[str, dict]:
     return params
 
 
+def check_member_list(model, data_dir) -> None:
+    """Refuse to attack a model whose member list (recorded in its checkpoint) is not the current split's:
+    the splits were remade since, so its 'non-members' may be its training data. A checkpoint from before
+    the checksum was recorded gets a warning. A DualMD pipeline is checked teacher by teacher."""
+    from pathlib import Path
+
+    from holdtts.data.splits import split_checksum
+    from holdtts.errors import MembershipMismatchError
+    from holdtts.training.checkpoint import load_checkpoint
+
+    for part in list(getattr(model, "teachers", None) or [model]):
+        state = getattr(part, "checkpoint_state", {}) or {}
+        recorded = state.get("members_sha256")
+        if recorded is None and "members_sha256" not in state and Path(part.checkpoint).is_file():
+            recorded = load_checkpoint(part.checkpoint).get("members_sha256")  # loaders that do not keep it
+        split = state.get("train_split") or "members"
+        if recorded is None:
+            click.echo(f"warning: {part.checkpoint}: an older checkpoint without its member list's checksum; "
+                       f"cannot check that '{split}' in {data_dir} is still the split it was trained on", err=True)
+            continue
+        current = split_checksum(data_dir, split)
+        if current != recorded:
+            raise MembershipMismatchError(
+                f"{part.checkpoint}: trained on another member list than {Path(data_dir) / split} holds now "
+                f"(sha256 {recorded[:12]}... then, {current[:12]}... now): the splits were remade after "
+                "training, so some 'non-members' may be its training data. Retrain it on the current splits, "
+                "or attack with the data directory it was trained on.")
+
+
 @click.command(name="attack")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="Experiment directory (latest checkpoint) or checkpoint file.")
@@ -93,6 +122,7 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     refuse_overwrite(Path(out_dir) / "metrics.json", overwrite, "attack results")
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)
+    check_member_list(model, data_dir)
     member_split = member_split or model.checkpoint_state.get("train_split", "members")
     target = AttackTarget.from_splits(data_dir, member_split, nonmember_split, max_utts, seed)
     from holdtts.privacy.attacks import DEFAULT_ATTACKS

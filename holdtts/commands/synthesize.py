@@ -7,7 +7,9 @@ import click
 @click.command(name="synthesize")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="Experiment directory (its latest checkpoint) or a checkpoint file.")
-@click.option("--text", "texts", multiple=True, help="A sentence to speak (repeatable).")
+@click.option("--text", "texts", multiple=True,
+              help="A text to speak (repeatable). A text of more than 400 characters is split into sentences "
+                   "(at most 400 characters each), synthesized in batches and joined.")
 @click.option("--text-file", type=click.Path(dir_okay=False), help="Sentences, one per line.")
 @click.option("--with-ids", is_flag=True,
               help="--text-file lines are Kaldi-style 'utt_id text' (e.g. data/test/text); ids name the files.")
@@ -28,11 +30,15 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
             batch_size, seed, vocoder, device, raw_weights, overwrite):
     """Write <out-dir>/<id>.wav (16-bit, 22050 Hz) and <id>.npy (float32 log-mel [80, frames], the
     input `holdtts vocode` takes) for each sentence, plus synthesis.json with the settings and the
-    decoder's real-time factor."""
+    decoder's real-time factor.
+
+    A text longer than 400 characters is split into sentences, which are packed into chunks of up to 400
+    characters, synthesized in batches of --batch-size and joined with 0.2 s pauses into one file; a
+    single sentence over 400 characters is an error (split it with punctuation)."""
     from holdtts.data.features import resolve_device
     from holdtts.errors import InputError
     from holdtts.models.loading import load_model
-    from holdtts.synthesis import read_text_file, synthesize_texts, write_outputs
+    from holdtts.synthesis import read_text_file, synthesize_long_texts, text_chunks, write_outputs
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 
     if bool(texts) == bool(text_file):
@@ -43,11 +49,13 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
         items = [(f"utt{i + 1:05d}", t) for i, t in enumerate(texts)]
         if any(not t.strip() for _, t in items):
             raise InputError("--text is empty")
+    for utt, text in items:  # a sentence over the limit fails before the model is loaded
+        text_chunks(text, name=f"{text_file}: {utt}" if text_file else "--text")
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)
     voc = load_vocoder(resolve_vocoder(vocoder, model.checkpoint), device=str(torch_device))
     ids, sentences = [u for u, _ in items], [t for _, t in items]
-    result = synthesize_texts(model, sentences, ids, voc, steps=steps, sampler=sampler, temperature=temperature,
+    result = synthesize_long_texts(model, sentences, ids, voc, steps=steps, sampler=sampler, temperature=temperature,
                               length_scale=length_scale, batch_size=batch_size, seed=seed)
     cfg = model.config.synthesis
     meta = {"model": str(model.checkpoint), "step": model.step, "weights": "raw" if raw_weights else "ema",

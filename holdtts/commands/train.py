@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import click
 
@@ -32,18 +33,35 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
     running the same command again resumes exactly where it stopped. Watch it with
     `tensorboard --logdir EXP_DIR/tensorboard`.
 
+    Exit status: 0 when training reached its step/epoch limit; 130 (SIGINT) or 143 (SIGTERM) when a
+    signal stopped it after saving a checkpoint, so scripts and the recipe do not take it for finished.
+    One training at a time per experiment directory: a second one fails at once, naming the PID holding
+    EXP_DIR/.lock. Resuming onto remade splits (another member list) is refused.
+
     Several GPUs or nodes: `torchrun --nproc_per_node 4 -m holdtts.cli train ...` (DistributedDataParallel;
     train.batch_size is per process).
     """
     from holdtts.config import load_config
-    from holdtts.training.trainer import make_trainer
+    from holdtts.training.factory import make_trainer
+    from holdtts.training.loop import StopNow, exit_status
 
-    cfg = load_config(list(configs), overrides)
-    if cfg.defense.kind != "none":  # two teachers on the halves (+ a student): holdtts.defenses
-        from holdtts.defenses import defense_training
+    cfg = load_config(list(configs), overrides)  # range-checked: a bad value writes nothing
+    try:
+        if cfg.defense.kind != "none":  # two teachers on the halves (+ a student): holdtts.defenses
+            from holdtts.defenses import defense_training
 
-        summary = defense_training(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
-    else:
-        summary = make_trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
+            summary = defense_training(cfg, exp_dir, data_dir, dump_dir, device=device,
+                                       progress_bar=progress).run()
+        else:
+            summary = make_trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress).run()
+    except StopNow as stop:  # a second signal: stopped without the final checkpoint
+        click.echo("interrupted again: stopped without saving (the last checkpoint is kept)", err=True)
+        sys.exit(128 + stop.signum)
     if int(os.environ.get("RANK", 0)) == 0:
         click.echo(json.dumps(summary, indent=2))
+    status = exit_status(summary)
+    if status:
+        if status > 128:
+            click.echo(f"stopped by a signal at step {summary.get('step', '?')} after saving a checkpoint; "
+                       "run the same command again to resume", err=True)
+        sys.exit(status)

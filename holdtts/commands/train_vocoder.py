@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import click
 
@@ -41,11 +42,25 @@ def command(configs, exp_dir, data_dir, split, device, overrides, progress):
     GPU with train.precision=bf16 (or fp16). Several GPUs: `torchrun --nproc_per_node 4 -m holdtts.cli
     train-vocoder ...` (train.batch_size is per process).
 
+    Exit status: 0 when training reached its limit; 130 (SIGINT) or 143 (SIGTERM) when a signal stopped
+    it after saving a checkpoint. One training at a time per experiment directory (EXP_DIR/.lock).
+
     Use the result with `holdtts vocode --vocoder EXP_DIR` or `holdtts synthesize --vocoder EXP_DIR`.
     """
+    from holdtts.training.loop import StopNow, exit_status
     from holdtts.vocoder.training import VocoderTrainer, load_vocoder_config
 
     cfg = load_vocoder_config(list(configs), overrides)
-    summary = VocoderTrainer(cfg, exp_dir, data_dir, split=split, device=device, progress_bar=progress).run()
+    try:
+        summary = VocoderTrainer(cfg, exp_dir, data_dir, split=split, device=device, progress_bar=progress).run()
+    except StopNow as stop:
+        click.echo("interrupted again: stopped without saving (the last checkpoint is kept)", err=True)
+        sys.exit(128 + stop.signum)
     if int(os.environ.get("RANK", 0)) == 0:
         click.echo(json.dumps(summary, indent=2))
+    status = exit_status(summary)
+    if status:
+        if status > 128:
+            click.echo(f"stopped by a signal at step {summary.get('step', '?')} after saving a checkpoint; "
+                       "run the same command again to resume", err=True)
+        sys.exit(status)

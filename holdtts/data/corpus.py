@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,13 @@ def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None
     """Parse LJSpeech's metadata.csv.
 
     Wrong field counts, empty or unsafe ids, duplicate ids (both lines named) and invalid UTF-8 are
-    always errors. An empty text or normalized text is an error too, unless `skipped` is given: then
-    the utterance is appended there and left out.
+    always errors. An empty text or normalized text is an error too, and so is a normalized text the
+    text frontend cannot encode (e.g. only emoji: the check `holdtts features` makes), unless `skipped`
+    is given: then the utterance is appended there and left out.
     """
+    from holdtts.data.text import TextError, TextFrontend
+
+    frontend = TextFrontend()
     path = Path(path)
     utts: list[Utterance] = []
     seen: dict[str, int] = {}
@@ -96,8 +101,15 @@ def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None
                              path, number)
         seen[utt_id] = number
         problem = "empty text" if not text else "empty normalized text" if not normalized else None
+        error = None
+        if problem is None:
+            try:
+                frontend.check(normalized, path=path, line=number)
+            except TextError as err:
+                problem = "normalized text cannot be spoken"
+                error = InputError(f"utterance '{utt_id}': {err.message}", path, number)
         if problem:
-            error = InputError(f"utterance '{utt_id}': {problem}", path, number)
+            error = error or InputError(f"utterance '{utt_id}': {problem}", path, number)
             if skipped is None:
                 raise error
             skipped.append(BadUtterance(utt_id, problem, error))
@@ -114,9 +126,60 @@ def _wav_error(problem: str, reason: str, wav: Path, metadata, line) -> WavError
     return WavError(f"{wav}: {problem}", metadata, line, reason=reason)
 
 
+def wav_data_sizes(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(bytes of audio the header declares, bytes the file holds after the header, bytes per frame) of a
+    RIFF/RIFX WAVE file, or None for another format or a header that declares no length (streamed).
+
+    libsndfile trusts the file size over the header, so a file cut short reads as a shorter recording;
+    only the header still tells what the whole recording was.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        size = os.fstat(f.fileno()).st_size
+        frame_bytes = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None  # no data chunk at all: libsndfile reports that itself
+            name, length = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if name == b"data":
+                if length in (0, 0xFFFFFFFF):
+                    return None
+                return length, size - f.tell(), frame_bytes
+            if name == b"fmt ":
+                fmt = f.read(length)
+                if len(fmt) >= 14:
+                    frame_bytes = struct.unpack(endian + "H", fmt[12:14])[0]  # block align
+                f.seek(length % 2, os.SEEK_CUR)
+            else:
+                f.seek(length + length % 2, os.SEEK_CUR)
+
+
+def check_wav_complete(path: str | os.PathLike, metadata: str | os.PathLike | None = None,
+                       line: int | None = None) -> None:
+    """Raise a WavError when a wav holds fewer bytes of audio than its header declares (cut short by a
+    copy, a download or a full disk). Used by prepare, features and train-vocoder alike."""
+    try:
+        sizes = wav_data_sizes(path)
+    except OSError:  # unreadable: the decoder that reads it next says why
+        return
+    if sizes is None:
+        return
+    declared, present, frame_bytes = sizes
+    if present < declared:
+        unit = frame_bytes or 1
+        raise _wav_error(f"truncated wav: its header declares {declared // unit} frames ({declared} bytes) but "
+                         f"the file holds {max(present, 0) // unit} ({max(present, 0)} bytes)",
+                         "truncated wav", Path(path), metadata, line)
+
+
 def check_wav(path: str | os.PathLike, expected_sr: int = SAMPLE_RATE, *, allow_convert: bool = False,
               metadata: str | os.PathLike | None = None, line: int | None = None) -> WavInfo:
-    """Check a wav's header (soundfile.info): present, readable, non-empty, mono at `expected_sr`.
+    """Check a wav's header (soundfile.info): present, readable, non-empty, complete (`check_wav_complete`),
+    mono at `expected_sr`.
 
     With `allow_convert`, another rate or channel count is accepted (the caller converts it).
     Raises WavError naming the wav, and `metadata`:`line` when given (the line that lists it).
@@ -132,6 +195,7 @@ def check_wav(path: str | os.PathLike, expected_sr: int = SAMPLE_RATE, *, allow_
                          wav, metadata, line) from err
     if info.frames <= 0:
         raise _wav_error("wav has no samples", "empty wav", wav, metadata, line)
+    check_wav_complete(wav, metadata, line)
     if not allow_convert:
         if info.samplerate != expected_sr:
             raise _wav_error(f"sample rate {info.samplerate} Hz, expected {expected_sr} Hz "

@@ -24,6 +24,7 @@ import torch
 
 import holdtts
 from holdtts.config import FeaturesConfig
+from holdtts.data.corpus import WavError, check_wav_complete
 from holdtts.data.mel import mel_spectrogram, num_frames
 from holdtts.data.tables import read_table, write_table
 from holdtts.data.text import TextFrontend
@@ -49,6 +50,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _read_wav(utt: str, path: str, expected: int, sample_rate: int, scp: Path, line: int) -> np.ndarray:
+    try:
+        check_wav_complete(path)  # libsndfile would read the part that is there as the whole recording
+    except WavError as err:
+        raise InputError(f"'{utt}' ({path}): {err.message}", scp, line) from err
     try:
         wav, sr = sf.read(path, dtype="float32", always_2d=False)
     except (OSError, RuntimeError, sf.LibsndfileError) as err:

@@ -43,6 +43,20 @@ class SplitError(HoldttsError, ValueError):
     """Split sizes that do not fit the corpus."""
 
 
+def member_checksum(utt_ids: Iterable[str]) -> str:
+    """sha256 of the sorted ids, one per line: the fingerprint of a member list. Every checkpoint and
+    train_summary.json records the one of its training utterances, splits.json the one of every split,
+    so a model is never resumed nor attacked across remade splits."""
+    return hashlib.sha256("".join(f"{utt}\n" for utt in sorted(utt_ids)).encode()).hexdigest()
+
+
+def split_checksum(data_dir: str | os.PathLike, split: str) -> str:
+    """`member_checksum` of a split as it is on disk now (data/<split>/wav.scp)."""
+    from holdtts.data.dataset import load_split
+
+    return member_checksum(load_split(data_dir, split))
+
+
 def split_sizes(num_utts: int, num_members: int | None = None, num_nonmembers: int | None = None,
                 num_valid: int | None = None, num_test: int | None = None) -> dict[str, int]:
     """Resolve the defaults and check the sizes fit `num_utts` utterances.
@@ -129,7 +143,8 @@ def write_splits(data_dir: str | os.PathLike, splits: dict[str, list[str]], meta
         for name, table in tables.items():
             write_table(data_dir / split / name, {utt: table[utt] for utt in splits[split]})
     sizes = {name: len(splits[name]) for name in ("all", *SPLITS, "unused")}
-    write_json_atomic(data_dir / SPLITS_JSON, {**meta, "sizes": sizes})
+    checksums = {name: member_checksum(splits[name]) for name in ("all", *SPLITS)}
+    write_json_atomic(data_dir / SPLITS_JSON, {**meta, "sizes": sizes, "checksums": checksums})
 
 
 def load_splits_meta(data_dir: str | os.PathLike) -> dict:
@@ -160,6 +175,10 @@ def load_splits(data_dir: str | os.PathLike) -> dict[str, list[str]]:
         if meta["sizes"].get(name) != len(lst):
             raise InputError(f"'{name}' has {len(lst)} utterances on disk but {meta['sizes'].get(name)} "
                              "recorded: the data directory was changed after `holdtts prepare`", path)
+        recorded = meta.get("checksums", {}).get(name)  # absent in data directories of older versions
+        if recorded is not None and recorded != member_checksum(lst):
+            raise InputError(f"the ids of '{name}' on disk differ from the ones recorded (sha256 {recorded[:12]}...): "
+                             "the data directory was changed after `holdtts prepare`", path)
     problems = split_problems(splits)
     if problems:
         raise InputError("inconsistent splits on disk: " + "; ".join(problems), path)
@@ -286,7 +305,7 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         splits = make_splits(ids, seed, num_members, num_nonmembers, num_valid, num_test)
         meta = {
             **wanted,
-            "ids_sha256": hashlib.sha256("".join(f"{utt}\n" for utt in ids).encode()).hexdigest(),
+            "ids_sha256": member_checksum(ids),
             "seed": seed,
             "protocol": PROTOCOL,
             "sample_rate": SAMPLE_RATE,

@@ -5,10 +5,8 @@ read it: no pickled code runs when a user opens a checkpoint from elsewhere.
 """
 from __future__ import annotations
 
-import pickle
 import random
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +57,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def save_checkpoint(state: dict, exp_dir: str | Path, step: int, keep_last: int) -> Path:
     """Write `state` as checkpoints/step-N.pt atomically, then delete all but the newest `keep_last`."""
     path = Path(exp_dir) / CHECKPOINT_DIR / checkpoint_name(step)
-    with atomic_path(path, suffix=".pt") as tmp:
+    with atomic_path(path, suffix=".pt") as tmp:  # durable: fsync of the file and the folder
         torch.save(state, tmp)
     for _, old in list_checkpoints(exp_dir)[:-max(1, keep_last)]:
         old.unlink(missing_ok=True)
@@ -67,13 +65,13 @@ def save_checkpoint(state: dict, exp_dir: str | Path, step: int, keep_last: int)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely; truncated or foreign files give a CheckpointError naming the file."""
+    """Load a checkpoint safely; truncated, corrupt or foreign files give a CheckpointError naming the file."""
     path = resolve_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint (truncated or not a holdtts checkpoint): {err}",
-                              path) from err
+    except Exception as err:  # a deserialisation boundary: random bytes fail anywhere in the unpickler
+        raise CheckpointError(f"cannot read checkpoint (truncated, corrupt or not a holdtts checkpoint): "
+                              f"{type(err).__name__}: {err}", path) from err
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError("not a holdtts checkpoint (no 'format' entry)", path)
     return state

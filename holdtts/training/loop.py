@@ -5,7 +5,14 @@ autocast choice, the step budget, checkpoint saving, the scalar log and the stop
 A subclass sets `cfg` (its `train` section holds max_steps, max_epochs, precision, keep_last, log_every,
 valid_every, sample_every, checkpoint_every, num_workers) and, in `setup()`, `batches` (with `len()` and
 `loader(epoch, start, num_workers, pin_memory)`); it writes `setup`, `train_step`, `checkpoint_state`,
-`validate`, `write_samples`, `summary`, `describe` and `current_lr`.
+`validate`, `write_samples`, `summary`, `describe` and `current_lr`, and sets `members_sha256` (the
+checksum of the ids it trains on, `holdtts.data.splits.member_checksum`) before resuming.
+
+What a run guarantees (docs/reliability.md): an exclusive lock on the experiment directory for its
+lifetime; temporary files of writes a kill interrupted are swept at start; a partial last line of
+train_log.jsonl is cut on resume; a resume onto another member list is refused; a run stopped by a
+signal saves a checkpoint and reports it (`interrupted_by`), so the command exits 128 + the signal's
+number (130 for SIGINT, 143 for SIGTERM) and a recipe never marks it done.
 """
 from __future__ import annotations
 
@@ -22,9 +29,17 @@ import torch
 import torch.distributed as dist
 
 from holdtts.data.features import resolve_device
-from holdtts.errors import ConfigError, HoldttsError
-from holdtts.training.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from holdtts.utils.fileio import ensure_dir, write_json_atomic, write_text_atomic
+from holdtts.errors import ConfigError, HoldttsError, MembershipMismatchError
+from holdtts.training.checkpoint import (
+    CHECKPOINT_DIR,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from holdtts.training.lock import ExperimentLock
+from holdtts.utils.fileio import ensure_dir, sweep_temp_files, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +47,27 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = {"max_steps", "max_epochs", "checkpoint_every", "keep_last", "valid_every", "log_every",
                      "sample_every", "num_workers", "attack_every_epochs", "attack", "attack_max_utts"}
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops with an error
+
+
+class StopNow(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM during a run: stop at once, without the final checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_status(summary: dict) -> int:
+    """The exit status of a training command from its summary: 0 when it finished; 128 + the signal's
+    number (130 SIGINT, 143 SIGTERM) when a signal stopped it (the shells' convention, so a recipe does
+    not mark it done); 1 when it stopped for another reason. A defense's summary lists its teachers'."""
+    if summary.get("finished"):
+        return 0
+    for part in [summary, *summary.get("teachers", [])]:
+        name = part.get("interrupted_by")
+        if name:
+            return 128 + int(signal.Signals[name])
+    return 1
 
 
 @dataclass
@@ -90,6 +126,8 @@ class TrainingLoop:
         self._stop_signal: int | None = None
         self._bad_steps = 0
         self.writer = None
+        self.lock = ExperimentLock(self.exp_dir)
+        self.members_sha256: str | None = None
 
     # ------------------------------------------------------------------ what a subclass writes
 
@@ -141,6 +179,17 @@ class TrainingLoop:
             torch.backends.cudnn.benchmark = True
         if self.dist.is_main:
             ensure_dir(self.exp_dir)
+            self.lock.acquire()  # before anything is written into the experiment
+            self._sweep_temp_files()
+
+    def _sweep_temp_files(self) -> None:
+        """Remove what writes killed before their rename left (partial checkpoints, logs, summaries)."""
+        for folder in (self.exp_dir, self.exp_dir / CHECKPOINT_DIR):
+            removed = sweep_temp_files(folder)
+            if removed:
+                log.warning("removed %d temporary file(s) of interrupted writes from %s (%.1f MB): %s",
+                            len(removed), folder, sum(size for _, size in removed) / 1e6,
+                            ", ".join(p.name for p, _ in removed))
 
     def _device(self, device: str) -> torch.device:
         if self.dist.enabled and torch.cuda.is_available() and device in ("auto", "cuda"):
@@ -187,6 +236,7 @@ class TrainingLoop:
         if checkpoint is None:
             if self.dist.is_main:
                 write_text_atomic(self.exp_dir / "config.yaml", config_text)
+                self._truncate_log(0)  # lines of a run killed before its first checkpoint are redone
             return None
         state = load_checkpoint(checkpoint)
         if state.get("format") != self.checkpoint_format:
@@ -200,6 +250,27 @@ class TrainingLoop:
             raise ConfigError(f"{self.exp_dir} was trained with a different config; resuming would mix two "
                               "experiments. Differences: " + "; ".join(diffs)
                               + ". Use a new --exp-dir, or the original config.")
+
+    def _check_same_members(self, checkpoint: Path, state: dict) -> None:
+        """Refuse to go on training onto another member list than the checkpoint's (splits remade since)."""
+        then, now = state.get("members_sha256"), self.members_sha256
+        if then is None:
+            count = state.get("num_train_utts")
+            if count is not None and now is not None and count != self.num_train_items():
+                raise MembershipMismatchError(
+                    f"{checkpoint}: trained on {count} utterances, the training split now has "
+                    f"{self.num_train_items()}: the splits were remade. Use a new --exp-dir.")
+            log.warning("%s: an older checkpoint without the member list's checksum; cannot check that the "
+                        "training split is the one it was trained on", checkpoint)
+            return
+        if then != now:
+            raise MembershipMismatchError(
+                f"{checkpoint}: trained on another member list (sha256 {then[:12]}..., now {str(now)[:12]}...): "
+                "the splits were remade since, so resuming would train on utterances that are now "
+                "non-members or test sentences. Use a new --exp-dir (or the data directory it was trained on).")
+
+    def num_train_items(self) -> int:
+        return len(self.batches.utts)
 
     def _restore_progress(self, checkpoint: Path, state: dict, config_text: str) -> None:
         """Step counters and RNG streams from a checkpoint; the log is cut back to its step."""
@@ -224,11 +295,26 @@ class TrainingLoop:
         return save_checkpoint(state, self.exp_dir, self.state.step, self.cfg.train.keep_last)
 
     def _truncate_log(self, step: int) -> None:
-        """Drop log lines past `step` (a resumed run logs those steps again)."""
+        """Drop log lines past `step` (a resumed run logs those steps again). A kill during an append leaves
+        a partial last line: the log is cut back to its last complete line, with a warning."""
         path = self.exp_dir / "train_log.jsonl"
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+        if not path.exists():
+            return
+        text = path.read_text(encoding="utf-8", errors="replace")
+        kept = []
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                line_step = int(record["step"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s:%d: an incomplete line (a run killed while writing it); the log is cut back to "
+                            "the last complete line before it", path, number)
+                break
+            if line_step <= step:
+                kept.append(line)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def log_scalars(self, scalars: dict[str, float]) -> None:
         if not self.dist.is_main:
@@ -241,18 +327,18 @@ class TrainingLoop:
 
     def _handle_signal(self, signum, frame) -> None:
         if self._stop_signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
+            raise StopNow(signum)
         self._stop_signal = signum
         log.warning("signal %d: saving a checkpoint after this step, then stopping", signum)
 
     def _should_stop(self) -> bool:
         """Whether any rank was asked to stop (all ranks stop at the same step)."""
-        flag = self._stop_signal is not None
         if self.dist.enabled:
-            tensor = torch.tensor([float(flag)], device=self.device)
-            dist.all_reduce(tensor)
-            flag = bool(tensor.item())
-        return flag
+            tensor = torch.tensor([float(self._stop_signal or 0)], device=self.device)
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+            if tensor.item() > 0 and self._stop_signal is None:
+                self._stop_signal = int(tensor.item())  # another rank's signal
+        return self._stop_signal is not None
 
     # ------------------------------------------------------------------ the loop
 
@@ -260,8 +346,18 @@ class TrainingLoop:
         """Train until the step/epoch limit (or a SIGINT/SIGTERM); returns a summary dict.
 
         A signal finishes the current step, saves a checkpoint and returns without train_summary.json,
-        so the same command resumes; the loop resumes mid-epoch at the next batch.
+        with "interrupted_by" (the signal's name) in the summary, so the same command resumes (mid-epoch,
+        at the next batch) and `exit_status` gives the command's exit status. The experiment stays
+        locked from setup to return.
         """
+        try:
+            return self._run()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            self.lock.release()
+
+    def _run(self) -> dict:
         self.setup()
         from torch.utils.tensorboard import SummaryWriter
 
@@ -269,6 +365,9 @@ class TrainingLoop:
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.state.step + 1)
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._saved_step = self.state.step if latest_checkpoint(self.exp_dir) else -1
+        if self.dist.is_main and not self._finished():
+            # a longer run than the one it describes: it no longer says where the checkpoints are
+            (self.exp_dir / "train_summary.json").unlink(missing_ok=True)
         t = self.cfg.train
         bar = None
         if self.progress_bar and self.dist.is_main:
@@ -340,10 +439,12 @@ class TrainingLoop:
         if self._saved_step != self.state.step:
             self.save()
         summary = self.summary(stopped)
+        summary["members_sha256"] = self.members_sha256
+        if stopped:
+            summary["interrupted_by"] = signal.Signals(self._stop_signal).name
         if self.dist.is_main:
             if not stopped:
                 write_json_atomic(self.exp_dir / "train_summary.json", summary)
-            self.writer.close()
         if self.dist.enabled:
             dist.barrier()
         return summary

@@ -10,6 +10,10 @@ Experiment directory:
     tensorboard/         loss terms, learning rate, gradient norm, throughput, mel images, audio
     train_log.jsonl      the logged scalars, one JSON object per log step (for plots without TensorBoard)
     train_summary.json   written when training reaches its step/epoch limit
+    .lock                held by the run training into the directory (holdtts.training.lock)
+
+`holdtts.training.factory.make_trainer` picks the trainer a config asks for (this one, or the DP-SGD
+subclass in holdtts.training.dp), so this module never imports its subclasses.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from torch import nn
 import holdtts
 from holdtts.config import SystemConfig, config_from_dict, config_to_dict, dump_config
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, load_split
+from holdtts.data.splits import member_checksum
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.tts import GradTTS
 from holdtts.training.checkpoint import (
@@ -134,6 +139,7 @@ class Trainer(TrainingLoop):
         self.store = FeatureStore(self.dump_dir)
         self.symbols = self.store.symbols
         self.batches = self.make_batches()
+        self.members_sha256 = member_checksum(self.train_utts())
         self.total_steps = self._total_steps()
 
         torch.manual_seed(self.cfg.train.seed + self.dist.rank)
@@ -162,6 +168,7 @@ class Trainer(TrainingLoop):
         # through the schema first, so sections added to holdtts since the checkpoint compare as defaults
         saved = config_to_dict(config_from_dict(state["config"], source=str(checkpoint)))
         self._check_same_config(saved, config_to_dict(self.cfg))
+        self._check_same_members(checkpoint, state)
         if state["symbols"] != self.symbols.to_list():
             raise HoldttsError(f"{checkpoint}: its symbol table differs from {self.dump_dir}/symbols.txt")
         self.model.load_state_dict(state["model"])
@@ -191,6 +198,7 @@ class Trainer(TrainingLoop):
             "world_size": self.dist.world_size,
             "train_split": self.cfg.data.train_split,
             "num_train_utts": len(self.batches.utts),
+            "members_sha256": self.members_sha256,
         }
         state.update(self.extra_checkpoint_state())
         return state
@@ -294,12 +302,3 @@ class Trainer(TrainingLoop):
             "checkpoint": str(latest_checkpoint(self.exp_dir)),
         }
 
-
-def make_trainer(cfg: SystemConfig, exp_dir: str | Path, data_dir: str | Path, dump_dir: str | Path,
-                 device: str = "auto", progress_bar: bool | None = None) -> Trainer:
-    """The trainer a config asks for (the private and the defense trainers are subclasses of Trainer)."""
-    if cfg.dp.enabled:
-        from holdtts.training.dp import DPTrainer
-
-        return DPTrainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress_bar)
-    return Trainer(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress_bar)

@@ -4,12 +4,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from holdtts.errors import HoldttsError
+
+# The temporary files of atomic_path: ".<name>.<8 random characters of mkstemp>.tmp[<suffix>]". A kill
+# between their creation and the rename leaves one behind; `sweep_temp_files` recognises them by this name.
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
@@ -42,18 +47,35 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a directory's) data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic there
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    `suffix` keeps an extension for writers that insist on one (np.save, soundfile).
+    `suffix` keeps an extension for writers that insist on one (np.save, soundfile). With `durable`,
+    the file's data reach the disk before the rename and the directory entry after it, so a power loss
+    leaves the old file or the whole new one, never a renamed but empty one.
     """
     path = Path(path)
     ensure_dir(path.parent)
     tmp = _tmp_sibling(path, suffix)
     try:
         yield tmp
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_path(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -97,6 +119,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sweep_temp_files(directory: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Delete the temporary files atomic writers left in `directory` (not below it) when they were killed
+    before their rename; returns (path, size) of each. Only call it while no writer can be at work there
+    (e.g. holding the experiment's lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        if TEMP_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            size = entry.stat().st_size
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append((entry, size))
+    return sorted(removed)
 
 
 def refuse_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "output") -> None:

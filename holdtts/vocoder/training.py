@@ -34,9 +34,11 @@ import torch
 from torch import nn
 
 import holdtts
-from holdtts.config import FeaturesConfig, config_to_dict, dump_config
+from holdtts.config import FeaturesConfig, config_to_dict, dump_config, ranged
+from holdtts.data.corpus import WavError, check_wav_complete
 from holdtts.data.dataset import epoch_loader
 from holdtts.data.mel import mel_spectrogram
+from holdtts.data.splits import member_checksum
 from holdtts.data.tables import iter_lines, read_table
 from holdtts.errors import ConfigError, HoldttsError, InputError
 from holdtts.training.checkpoint import (
@@ -68,37 +70,38 @@ RESUMABLE = {"name", "data.valid_clips", "data.sample_clips"}
 
 @dataclass
 class VocoderDataConfig:
-    segment_size: int = 8192  # samples per training segment (a multiple of the hop)
-    peak_normalize: float = 0.95  # scale each clip to this peak, as the official loader; 0 keeps the level
+    segment_size: int = ranged(8192, ge=1)  # samples per training segment (a multiple of the hop)
+    # scale each clip to this peak, as the official loader; 0 keeps the level
+    peak_normalize: float = ranged(0.95, ge=0, le=1)
     valid_split: str = "valid"
-    valid_clips: int = 100  # whole validation clips scored for valid/mel_l1 (0: no validation)
-    sample_clips: int = 4  # of those, clips whose audio and mels go to TensorBoard
+    valid_clips: int = ranged(100, ge=0)  # whole validation clips scored for valid/mel_l1 (0: no validation)
+    sample_clips: int = ranged(4, ge=0)  # of those, clips whose audio and mels go to TensorBoard
 
 
 @dataclass
 class VocoderLossConfig:
-    mel_weight: float = 45.0
-    feature_weight: float = 2.0
-    fmax_for_loss: Optional[float] = None  # None: sample_rate / 2 (the official configs' null)
+    mel_weight: float = ranged(45.0, ge=0)
+    feature_weight: float = ranged(2.0, ge=0)
+    fmax_for_loss: Optional[float] = ranged(None, gt=0)  # None: sample_rate / 2 (the official configs' null)
 
 
 @dataclass
 class VocoderTrainConfig:
     seed: int = 1234
-    batch_size: int = 16  # per process
-    lr: float = 2e-4
-    betas: tuple[float, ...] = (0.8, 0.99)
-    weight_decay: float = 0.01
-    lr_decay: float = 0.999  # multiplies the learning rate after every epoch
-    max_steps: int = 0  # 0: no step limit (use max_epochs)
-    max_epochs: int = 0  # 0: no epoch limit (use max_steps)
+    batch_size: int = ranged(16, ge=1)  # per process
+    lr: float = ranged(2e-4, gt=0)
+    betas: tuple[float, ...] = ranged((0.8, 0.99), ge=0, lt=1)
+    weight_decay: float = ranged(0.01, ge=0)
+    lr_decay: float = ranged(0.999, gt=0, le=1)  # multiplies the learning rate after every epoch
+    max_steps: int = ranged(0, ge=0)  # 0: no step limit (use max_epochs)
+    max_epochs: int = ranged(0, ge=0)  # 0: no epoch limit (use max_steps)
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast; reduced precision on the GPU only)
-    checkpoint_every: int = 5000
-    keep_last: int = 3
-    valid_every: int = 1000
-    log_every: int = 100
-    sample_every: int = 5000
-    num_workers: int = 0
+    checkpoint_every: int = ranged(5000, ge=0)
+    keep_last: int = ranged(3, ge=1)
+    valid_every: int = ranged(1000, ge=0)
+    log_every: int = ranged(100, ge=1)
+    sample_every: int = ranged(5000, ge=0)
+    num_workers: int = ranged(0, ge=0)
 
 
 @dataclass
@@ -187,6 +190,10 @@ def check_clips(clips: Sequence[Clip], sample_rate: int) -> None:
         if info.samplerate != sample_rate or info.channels != 1:
             raise InputError(f"'{clip.utt}' ({clip.path}) is {info.samplerate} Hz with {info.channels} "
                              f"channel(s); the vocoder needs mono {sample_rate} Hz", clip.scp, clip.line)
+        try:
+            check_wav_complete(clip.path)
+        except WavError as err:
+            raise InputError(f"'{clip.utt}' ({clip.path}): {err.message}", clip.scp, clip.line) from err
 
 
 def read_clip(clip: Clip, peak: float) -> np.ndarray:
@@ -289,6 +296,7 @@ class VocoderTrainer(TrainingLoop):
         t = self.cfg.train
         self.batches = SegmentBatches(clips, t.batch_size, self.cfg.data.segment_size, t.seed,
                                       self.cfg.data.peak_normalize, self.dist.rank, self.dist.world_size)
+        self.members_sha256 = member_checksum(c.utt for c in clips)
         torch.manual_seed(t.seed + self.dist.rank)
         np.random.seed(t.seed + self.dist.rank)
         self.generator = HifiGanGenerator(self.cfg.generator, self.cfg.features.n_mels).to(self.device)
@@ -318,6 +326,7 @@ class VocoderTrainer(TrainingLoop):
         if state["train_split"] != self.split:
             raise HoldttsError(f"{checkpoint}: trained on split '{state['train_split']}', asked to go on "
                                f"with '{self.split}'")
+        self._check_same_members(checkpoint, state)
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         for name in ("optim_g", "optim_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
@@ -344,6 +353,7 @@ class VocoderTrainer(TrainingLoop):
             "world_size": self.dist.world_size,
             "train_split": self.split,
             "num_train_utts": len(self.batches.clips),
+            "members_sha256": self.members_sha256,
         }
 
     # ------------------------------------------------------------------ one step
@@ -467,6 +477,9 @@ class VocoderTrainer(TrainingLoop):
 
     def wants_validation(self) -> bool:
         return bool(self.valid_clips)
+
+    def num_train_items(self) -> int:
+        return len(self.batches.clips)
 
     def on_epoch_end(self, epoch: int) -> None:
         # the paper's schedule: the learning rates decay once per epoch

@@ -67,8 +67,9 @@ class TextFrontend:
                         line: int | None = None) -> list[str]:
         """Clean `text` and return its symbols (phonemes as '@AH0', letters, punctuation, ' ')."""
         cleaned = self.cleaner(text)
-        if not cleaned:
-            raise TextError(f"text is empty after cleaning: {text!r}", path, line)
+        if not cleaned or not any(c.isalnum() for c in cleaned):
+            raise TextError(f"nothing to speak: the text is empty after cleaning, or only punctuation "
+                            f"(emoji and symbols without a spoken form are dropped): {text!r}", path, line)
         out: list[str] = []
         for word, space, other in _TOKEN_RE.findall(cleaned):
             if word:
@@ -81,6 +82,13 @@ class TextFrontend:
             if symbol not in self.symbols:
                 raise TextError(f"cannot encode {symbol!r} (not in the symbol table) in {text!r}", path, line)
         return out
+
+    def check(self, text: str, *, path: str | os.PathLike | None = None, line: int | None = None) -> None:
+        """Raise the TextError `encode` would raise for `text`, without the dictionary lookup (which
+        cannot fail: an unknown word is spelled). `holdtts prepare` checks every transcript with it, so a
+        text `holdtts features` cannot encode fails at the stage that reads it."""
+        spelled = TextFrontend(self.symbols, use_phonemes=False, cleaner=self.cleaner)
+        spelled.text_to_symbols(text, path=path, line=line)
 
     def encode(self, text: str, *, path: str | os.PathLike | None = None, line: int | None = None,
                add_blank: bool = True) -> list[int]:
