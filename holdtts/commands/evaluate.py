@@ -38,7 +38,7 @@ def command(model_path, out_dir, data_dir, dump_dir, split, max_utts, metrics, v
     on log-mel frames (sample sizes stated), DNSMOS, pocketsphinx WER (beside the real audio's own WER),
     and mel-cepstral distortion with DTW. Nothing is downloaded: every model ships in its wheel."""
     from holdtts.data.features import resolve_device
-    from holdtts.models.loading import load_model
+    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.quality.system import evaluate_system
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 

@@ -37,7 +37,7 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
     single sentence over 400 characters is an error (split it with punctuation)."""
     from holdtts.data.features import resolve_device
     from holdtts.errors import InputError
-    from holdtts.models.loading import load_model
+    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.synthesis import read_text_file, synthesize_long_texts, text_chunks, write_outputs
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 

@@ -76,7 +76,7 @@ def train_teachers(cfg: SystemConfig, exp_dir: str | Path, data_dir: str | Path,
 
     Returns their summaries; stops after a teacher that did not finish (an interrupted run).
     """
-    from holdtts.training.trainer import make_trainer
+    from holdtts.training.factory import make_trainer
 
     summaries = []
     for index, name in enumerate(TEACHER_DIRS):
