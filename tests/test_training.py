@@ -158,3 +158,20 @@ def test_ddp_on_two_cpu_processes(mini_recipe, tmp_path):
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     # two ranks of batch 2 see 4 utterances a step
     assert state["progress"]["utts"] == 16
+
+
+def test_attacks_during_training_log_held_out_auroc(mini_recipe, tmp_path):
+    """train.attack_every_epochs logs each attack's held-out AUROC and the headline's permutation p, which
+    the report draws as AUROC by epoch."""
+    from holdtts.report.collect import read_training_aurocs
+
+    exp = tmp_path / "vp"
+    train(mini_recipe, exp, "vp", "train.max_steps=0", "train.max_epochs=2", "train.attack_every_epochs=1",
+          "train.attack=loss,prior")
+    logged = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
+    attacks = [r for r in logged if "attack/headline/auroc" in r]
+    assert [r["epoch"] for r in attacks] == [1, 2]
+    for r in attacks:
+        assert 0 <= r["attack/headline/auroc"] <= 1 and 0 < r["attack/headline/p_value"] <= 1
+        assert {"attack/loss/auroc", "attack/prior/auroc"} <= set(r)
+    assert set(read_training_aurocs(exp / "train_log.jsonl")) == {"headline", "loss", "prior"}
