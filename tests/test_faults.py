@@ -221,6 +221,57 @@ def test_a_second_signal_stops_at_once_with_its_status(mini_recipe, tmp_path, mo
     assert (exp / ".lock").read_text() == ""  # released on the way out
 
 
+def _vocoder_args(data, exp, max_steps):
+    from test_vocoder import CONF, tiny_overrides
+
+    args = ["train-vocoder", "--config", CONF / "vocoder_v1.yaml", "--config", CONF / "vocoder_tiny.yaml",
+            "--exp-dir", exp, "--data-dir", data, "--device", "cpu", "--no-progress"]
+    for text in tiny_overrides(max_steps):
+        args += ["--set", text]
+    return args
+
+
+def test_train_vocoder_stopped_exits_143_and_records_its_members(tmp_path, monkeypatch, capsys):
+    from test_vocoder import make_data_dir
+
+    from holdtts.data.dataset import load_split
+    from holdtts.data.splits import member_checksum
+    from holdtts.vocoder.training import VocoderTrainer
+
+    data = make_data_dir(tmp_path)
+    real = VocoderTrainer.train_step
+
+    def train_step(self, audio):
+        out = real(self, audio)
+        if self.state.step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(VocoderTrainer, "train_step", train_step)
+    exp = tmp_path / "vocoder"
+    code, out, err = run_cli(capsys, *_vocoder_args(data, exp, 6))
+    assert code == 143, err
+    assert json.loads(out)["interrupted_by"] == "SIGTERM" and not (exp / "train_summary.json").exists()
+    state = load_checkpoint(exp)
+    assert state["progress"]["step"] == 1
+    assert state["members_sha256"] == member_checksum(load_split(data, "members"))
+    # the same directory with a member list changed since: refused
+    scp = data / "members" / "wav.scp"
+    scp.write_text("".join(scp.read_text().splitlines(keepends=True)[1:]))
+    code, _, err = run_cli(capsys, *_vocoder_args(data, exp, 6))
+    assert code == 1 and "member" in err
+
+
+def test_train_vocoder_refuses_a_cut_wav(tmp_path, capsys):
+    from test_vocoder import make_data_dir
+
+    data = make_data_dir(tmp_path)
+    wav = tmp_path / "wavs" / "LJ001-0002.wav"
+    wav.write_bytes(wav.read_bytes()[:-2000])
+    code, _, err = run_cli(capsys, *_vocoder_args(data, tmp_path / "vocoder", 2))
+    assert code == 1 and "truncated wav" in err and "LJ001-0002" in err and "members/wav.scp:2" in err
+
+
 def test_exit_status_of_summaries():
     assert exit_status({"finished": True}) == 0
     assert exit_status({"finished": False, "interrupted_by": "SIGTERM"}) == 143

@@ -105,9 +105,9 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     """
     from pathlib import Path
 
+    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.data.dataset import FeatureStore
     from holdtts.data.features import resolve_device
-    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.privacy.attacks import ATTACKS, load_plugins
     from holdtts.privacy.runner import AttackTarget, attack_experiment, log_metrics_to_tensorboard
     from holdtts.utils.fileio import refuse_overwrite

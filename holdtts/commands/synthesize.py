@@ -35,9 +35,9 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
     A text longer than 400 characters is split into sentences, which are packed into chunks of up to 400
     characters, synthesized in batches of --batch-size and joined with 0.2 s pauses into one file; a
     single sentence over 400 characters is an error (split it with punctuation)."""
+    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.data.features import resolve_device
     from holdtts.errors import InputError
-    from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.synthesis import read_text_file, synthesize_long_texts, text_chunks, write_outputs
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 

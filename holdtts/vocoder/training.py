@@ -19,6 +19,7 @@ Experiment directory (as `holdtts train`):
     tensorboard/         losses, learning rate, validation mel error, audio and mels of validation clips
     train_log.jsonl      the logged scalars, one JSON object per log step
     train_summary.json   written when training reaches its step/epoch limit
+    .lock                held by the run training into the directory (holdtts.training.lock)
 """
 from __future__ import annotations
 
