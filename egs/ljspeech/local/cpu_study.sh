@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The membership study on two CPU cores (docs/study.md): does HOLD++ (or DualMD, DistillMD, DP-SGD) lower
+# membership leakage at equal audio quality? One command, resumable stage by stage:
+#
+#   local/cpu_study.sh                          # everything (calibration, freeze, main study, report)
+#   local/cpu_study.sh --stop-stage 4           # calibration and freeze only (vp alone)
+#   local/cpu_study.sh --stage 5 --seeds 3      # the main study at the frozen setting
+#
+# Stages (run from egs/ljspeech; outputs under study/, results committed under docs/study/):
+#   0 corpus      the embedded mini corpus (conf/study/calibration.yaml: size, seed)
+#   1 data        splits and features for every member count the calibration grid or the freeze uses
+#   2 calibrate   vp only: each calibration setting trained once, checkpoints kept
+#   3 attack      every calibration checkpoint attacked with the full order-1 suite
+#   4 freeze      docs/study/calibration.tsv and the frozen setting (docs/study/frozen.{json,yaml}), picked
+#                 by the rule in conf/study/calibration.yaml from vp's numbers alone; never replaced
+#   5 train       every system x seed at exactly the frozen setting (vp, hold2-4, dualmd, distillmd,
+#                 dualmd_hold3 + distillmd_hold3, vp_dp at epsilon 8 and 1), AUROC logged while training
+#   6 attack      the full white-box suite (adaptive attacks included) and the text-side attacks on every
+#                 model (DualMD: each teacher), plus the black-box synthesis attack
+#   7 evaluate    quality on the non-member test sentences, one sampler and step count for all
+#   8 report      holdtts report over study/exp, and docs/study/ (report, rows, metrics) for the commit
+# Each stage is a holdtts command run through recipes/stages.sh: logged, timed, done-marked, and never
+# reused when its command or inputs changed. Models train one thread each, two at a time (two
+# single-threaded processes beat one two-threaded one on these small models: docs/study.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage=0
+stop_stage=100
+seeds=3                 # training seeds per system (seed 1 -> exp/<sys>, seed k -> exp/<sys>.seed<k>)
+systems="vp hold2 hold3 hold4 dualmd distillmd dualmd_hold3 distillmd_hold3 vp_dp vp_dp_eps1"
+work=study              # everything the study writes, except the committed results
+results=../../docs/study
+jobs=2                  # trainings at once (one thread each)
+attack_seed=1234
+eval_sampler=ode_euler  # one sampler and step count for every system's quality
+eval_steps=10
+device=cpu
+recipe_options="stage stop_stage seeds systems work results jobs attack_seed eval_sampler eval_steps device"
+help_message="Usage: $0 [--stage N] [--stop-stage M] [--seeds K] [--systems \"...\"] (see the top of $0)"
+
+. ./path.sh
+. ../../recipes/parse_options.sh
+. ../../recipes/stages.sh
+
+done_dir=$work/.done
+log_dir=$work/log
+grid=conf/study/calibration.yaml
+calib() { python local/study_calibration.py "$@" --work-dir "$work" --results-dir "$results" --grid "$grid"; }
+setting() {  # setting NAME FIELD -> the value from the grid
+  python - "$grid" "$1" "$2" <<'EOF'
+import sys, yaml
+grid = yaml.safe_load(open(sys.argv[1]))
+if sys.argv[2] == "-":
+    print(grid[sys.argv[3]] if not isinstance(grid[sys.argv[3]], dict) else " ".join(map(str, grid[sys.argv[3]].values())))
+else:
+    s = next(s for s in grid["settings"] if s["name"] == sys.argv[2])
+    v = s.get(sys.argv[3], "")
+    print(" ".join(v) if isinstance(v, list) else v)
+EOF
+}
+settings=$(python -c "import yaml,sys; print(' '.join(s['name'] for s in yaml.safe_load(open('$grid'))['settings']))")
+read -r corpus_utts corpus_seed <<<"$(setting - corpus)"
+nonmembers=$(setting - nonmembers)
+num_test=$(setting - test)
+base_config=(--config conf/vp.yaml --config conf/tiny.yaml)
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+# run at most $jobs commands at once: `parallel_stage ...` starts one in the background, `wait_all` joins
+pids=()
+parallel_stage() {
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || return $?; done
+  run_stage "$@" &
+  pids+=($!)
+}
+wait_all() {
+  local pid status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+  pids=()
+  return $status
+}
+
+# ------------------------------------------------------------------ 0-1: corpus, splits, features
+run_stage 0 corpus holdtts make-corpus --out-dir "$work/corpus" --num-utts "$corpus_utts" --seed "$corpus_seed" \
+  --nj 2
+member_counts=$(for s in $settings; do setting "$s" members; done | sort -un)
+if [ -f "$results/frozen.json" ]; then
+  frozen_members=$(calib frozen members)
+  member_counts=$(printf '%s\n%s\n' "$member_counts" "$frozen_members" | sort -un)
+fi
+for m in $member_counts; do
+  run_stage 1 "prepare-m$m" holdtts prepare --corpus-dir "$work/corpus" --data-dir "$work/data_m$m" \
+    --seed "$corpus_seed" --num-members "$m" --num-nonmembers "$nonmembers" --num-test "$num_test" --nj 2
+  run_stage 1 "features-m$m" holdtts features --data-dir "$work/data_m$m" --dump-dir "$work/dump_m$m" \
+    --device "$device" --nj 2
+done
+
+# ------------------------------------------------------------------ 2-4: calibration on vp alone, then freeze
+for s in $settings; do
+  m=$(setting "$s" members)
+  overrides=()
+  for kv in $(setting "$s" set); do overrides+=(--set "$kv"); done
+  parallel_stage 2 "calibrate-$s" holdtts train "${base_config[@]}" "${overrides[@]}" \
+    --set train.max_steps="$(setting "$s" max_steps)" --set train.max_epochs=0 \
+    --set train.checkpoint_every="$(setting "$s" checkpoint_every)" --set train.keep_last=100 \
+    --set train.sample_every=0 --exp-dir "$work/calib/$s" --data-dir "$work/data_m$m" \
+    --dump-dir "$work/dump_m$m" --device "$device" --no-progress
+done
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then wait_all; fi
+for s in $settings; do
+  m=$(setting "$s" members)
+  [ -d "$work/calib/$s/checkpoints" ] || continue
+  for ckpt in "$work/calib/$s"/checkpoints/step-*.pt; do
+    n=$(basename "$ckpt" .pt)
+    parallel_stage 3 "calibrate-$s-attack-$n" holdtts attack --model "$ckpt" --out-dir "$work/calib/$s/attack_$n" \
+      --attack all --data-dir "$work/data_m$m" --dump-dir "$work/dump_m$m" --seed "$attack_seed" --device "$device"
+  done
+done
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then wait_all; fi
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4 freeze: vp's calibration numbers only"
+  calib freeze
+fi
+[ "$stop_stage" -lt 5 ] && exit 0
+
+# ------------------------------------------------------------------ 5: every system x seed, frozen setting
+[ -f "$results/frozen.json" ] || { echo "$0: no $results/frozen.json: run stages 0-4 first" >&2; exit 1; }
+m=$(calib frozen members)
+epochs=$(calib frozen epochs)
+data=$work/data_m$m
+dump=$work/dump_m$m
+frozen=(--config "$results/frozen.yaml" --set train.attack_every_epochs=$(( epochs / 5 > 0 ? epochs / 5 : 1 ))
+        --set train.attack=loss,pia,sima,duration,prior --set train.attack_max_utts=$nonmembers
+        --set train.sample_every=0)
+exp_of() { if [ "$2" = 1 ]; then echo "$work/exp/$1"; else echo "$work/exp/$1.seed$2"; fi; }
+train_system() {  # train_system SYS SEED [extra --set ...]
+  local sys=$1 k=$2; shift 2
+  local conf=conf/$sys.yaml
+  [ -f "$conf" ] || { echo "$0: no $conf" >&2; return 2; }
+  parallel_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
+    --set train.seed=$(( 1233 + k )) "$@" --exp-dir "$(exp_of "$sys" "$k")" --data-dir "$data" --dump-dir "$dump" \
+    --device "$device" --no-progress
+}
+for k in $(seq 1 "$seeds"); do
+  for sys in $systems; do
+    case "$sys" in distillmd*) continue ;; esac  # after their teachers
+    train_system "$sys" "$k"
+  done
+done
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then wait_all; fi
+for k in $(seq 1 "$seeds"); do
+  for sys in $systems; do
+    case "$sys" in
+      distillmd) train_system "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd "$k")" ;;
+      distillmd_hold3) train_system "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd_hold3 "$k")" ;;
+    esac
+  done
+done
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then wait_all; fi
+
+# ------------------------------------------------------------------ 6: attacks (same utterances and noise for all)
+attack_args=(--data-dir "$data" --dump-dir "$dump" --seed "$attack_seed" --device "$device")
+for k in $(seq 1 "$seeds"); do
+  for sys in $systems; do
+    exp=$(exp_of "$sys" "$k")
+    if [[ "$sys" == dualmd* ]]; then
+      for t in 1 2; do
+        # each teacher against its own half (its members) and the shared non-members
+        parallel_stage 6 "attack-$sys-seed$k-teacher$t" holdtts attack --model "$exp/teacher$t" \
+          --out-dir "$exp/attack_teacher$t" --attack all "${attack_args[@]}"
+      done
+    else
+      parallel_stage 6 "attack-$sys-seed$k" holdtts attack --model "$exp" --out-dir "$exp/attack" --attack all \
+        "${attack_args[@]}"
+    fi
+    parallel_stage 6 "attack-$sys-seed$k-blackbox" holdtts attack --model "$exp" --out-dir "$exp/attack_blackbox" \
+      --members members --attack synth_distance --param synth_distance.steps=10 "${attack_args[@]}"
+  done
+done
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then wait_all; fi
+
+# ------------------------------------------------------------------ 7: quality, one sampler for all
+for k in $(seq 1 "$seeds"); do
+  for sys in $systems; do
+    exp=$(exp_of "$sys" "$k")
+    parallel_stage 7 "evaluate-$sys-seed$k" holdtts evaluate --model "$exp" --out-dir "$exp/evaluate" \
+      --data-dir "$data" --dump-dir "$dump" --vocoder griffin-lim --sampler "$eval_sampler" --steps "$eval_steps" \
+      --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"
+  done
+done
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then wait_all; fi
+
+# ------------------------------------------------------------------ 8: the report and the committed results
+names=$(for k in $(seq 1 "$seeds"); do for sys in $systems; do basename "$(exp_of "$sys" "$k")"; done; done)
+stage_always=1 run_stage 8 report holdtts report --exp-dir "$work/exp" --data-dir "$data" \
+  --systems "$(echo $names | tr ' ' ',')" --out-dir "$work/report" --overwrite
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  python local/study_results.py --work-dir "$work" --results-dir "$results"
+fi
+log "study finished (stages $stage to $stop_stage); report: $work/report/report.md, results: $results"

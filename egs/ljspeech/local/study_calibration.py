@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The CPU study's calibration: collect vp's leakage at every calibration checkpoint, and freeze the setting.
+
+    local/study_calibration.py collect --work-dir study --results-dir ../../docs/study
+    local/study_calibration.py freeze  --work-dir study --results-dir ../../docs/study
+    local/study_calibration.py frozen  --results-dir ../../docs/study members|config   (for the shell)
+
+`collect` reads study/calib/<setting>/attack_step-N/{rows.tsv,metrics.json} (vp only), copies the rows and
+metrics into <results-dir>/calibration/<setting>/step-N/, and writes <results-dir>/calibration.tsv: one line
+per (setting, checkpoint) with the held-out headline (attack and t picked on a calibration half of the
+utterances, AUROC on the other half, permutation p), the in-sample maximum for comparison, the epochs and
+the training seconds it took to get there. Every number recomputes from the copied rows.
+
+`freeze` applies the rule written in conf/study/calibration.yaml and writes <results-dir>/frozen.json and
+<results-dir>/frozen.yaml (a config overlay every system of the main study is trained with). A frozen
+setting is never replaced: if the files exist and the rule now picks something else, it is an error.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from holdtts.privacy.metrics import metrics_from_rows
+from holdtts.utils.fileio import write_json_atomic, write_text_atomic
+
+HERE = Path(__file__).resolve().parent.parent  # egs/ljspeech
+COLUMNS = ("setting", "members", "nonmembers", "step", "epoch", "train_seconds", "headline_attack", "headline_t",
+           "direction", "auroc", "auroc_ci_low", "auroc_ci_high", "p_value", "num_members_test",
+           "num_nonmembers_test", "in_sample_max_auroc", "qualifies")
+_STEP = re.compile(r"^attack_step-0*(\d+)$")
+
+
+def load_grid(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        grid = yaml.safe_load(f)
+    names = [s["name"] for s in grid["settings"]]
+    if len(set(names)) != len(names):
+        sys.exit(f"{path}: setting names must be unique")
+    return grid
+
+
+def _epoch_and_seconds(exp: Path, step: int) -> tuple[int | None, float | None]:
+    """The epoch at `step` (train_log.jsonl) and the training seconds to reach it (the run's seconds per
+    step, measured over the whole run, times step)."""
+    epoch = None
+    log = exp / "train_log.jsonl"
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("step") is not None and entry["step"] <= step and "epoch" in entry:
+                epoch = entry["epoch"]
+    summary = exp / "train_summary.json"
+    seconds = None
+    if summary.is_file():
+        s = json.loads(summary.read_text(encoding="utf-8"))
+        if s.get("train_seconds") and s.get("step"):
+            seconds = s["train_seconds"] * step / s["step"]
+    return epoch, seconds
+
+
+def qualifies(row: dict, criteria: dict) -> bool:
+    return (row["auroc"] >= criteria["auroc"] and row["auroc_ci_low"] is not None
+            and row["auroc_ci_low"] > criteria["ci_low"] and row["p_value"] < criteria["p_value"])
+
+
+def collect(work: Path, results: Path, grid: dict) -> list[dict]:
+    rows = []
+    for setting in grid["settings"]:
+        exp = work / "calib" / setting["name"]
+        if not exp.is_dir():
+            print(f"{exp}: not trained yet", file=sys.stderr)
+            continue
+        for attack_dir in sorted((d for d in exp.iterdir() if _STEP.match(d.name)),
+                                 key=lambda d: int(_STEP.match(d.name).group(1))):
+            if not (attack_dir / "rows.tsv").is_file():
+                continue
+            step = int(_STEP.match(attack_dir.name).group(1))
+            out = results / "calibration" / setting["name"] / f"step-{step}"
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("rows.tsv", "metrics.json", "attack.json"):
+                if (attack_dir / name).is_file():
+                    shutil.copyfile(attack_dir / name, out / name)
+            saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+            # the committed rows must give the committed metrics: recompute and compare the headline
+            again = metrics_from_rows(out / "rows.tsv", saved["bootstrap"]["samples"], saved["bootstrap"]["seed"],
+                                      permutations=saved["permutation"]["permutations"],
+                                      split_seed=saved["split"]["seed"], alternative=saved["alternative"])
+            if again["headline"] != saved["headline"]:
+                sys.exit(f"{out}: metrics.json does not recompute from rows.tsv")
+            h = saved["headline"]
+            epoch, seconds = _epoch_and_seconds(exp, step)
+            row = {"setting": setting["name"], "members": saved["num_members"],
+                   "nonmembers": saved["num_nonmembers"], "step": step, "epoch": epoch,
+                   "train_seconds": None if seconds is None else round(seconds, 1),
+                   "headline_attack": h["attack"], "headline_t": h["t"], "direction": h["direction"],
+                   "auroc": h["auroc"], "auroc_ci_low": h["auroc_ci"][0] if h["auroc_ci"] else None,
+                   "auroc_ci_high": h["auroc_ci"][1] if h["auroc_ci"] else None, "p_value": h["p_value"],
+                   "num_members_test": h["num_members_test"], "num_nonmembers_test": h["num_nonmembers_test"],
+                   "in_sample_max_auroc": saved["in_sample_max"]["auroc"]}
+            row["qualifies"] = qualifies(row, grid["criteria"])
+            rows.append(row)
+    results.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(COLUMNS)]
+    for row in rows:
+        lines.append("\t".join("" if row[c] is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]))
+                               for c in COLUMNS))
+    write_text_atomic(results / "calibration.tsv", "\n".join(lines) + "\n")
+    return rows
+
+
+def pick(rows: list[dict], grid: dict) -> dict | None:
+    budget = grid["max_model_minutes"] * 60
+    fitting = [r for r in rows if r["qualifies"] and r["train_seconds"] is not None and r["train_seconds"] <= budget]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda r: (-r["members"], r["train_seconds"]))
+
+
+def freeze(work: Path, results: Path, grid: dict) -> None:
+    rows = collect(work, results, grid)
+    chosen = pick(rows, grid)
+    if chosen is None:
+        sys.exit("no calibration setting meets the criteria within the budget: add settings to "
+                 "conf/study/calibration.yaml (more epochs, fewer members, more capacity) and run again")
+    setting = next(s for s in grid["settings"] if s["name"] == chosen["setting"])
+    overlay = {}
+    for item in setting.get("set", []):
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        overlay.setdefault(section, {})[name] = yaml.safe_load(value)
+    # the budget is epochs over each model's own training set, so a DualMD teacher (half the members)
+    # gets as many passes over its half as vp over all of them
+    overlay.setdefault("train", {}).update({"max_epochs": int(chosen["epoch"]), "max_steps": 0})
+    frozen = {"setting": chosen["setting"], "members": chosen["members"], "nonmembers": chosen["nonmembers"],
+              "epochs": int(chosen["epoch"]), "calibration_step": chosen["step"],
+              "base_config": grid["base_config"],
+              "overlay": overlay, "evidence": {k: chosen[k] for k in COLUMNS},
+              "criteria": grid["criteria"], "max_model_minutes": grid["max_model_minutes"]}
+    path = results / "frozen.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in ("setting", "members", "epochs", "overlay")} != {
+                k: frozen[k] for k in ("setting", "members", "epochs", "overlay")}:
+            sys.exit(f"{path}: frozen as {old['setting']} ({old['members']} members, {old['epochs']} epochs); the "
+                     f"rule now picks {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs). "
+                     "A frozen setting is never replaced once defenses may have been trained with it; remove "
+                     "it by hand only if no main-study model exists.")
+        print(f"{path}: already frozen as {old['setting']}; unchanged")
+        return
+    write_json_atomic(path, frozen)
+    text = ("# Frozen by local/study_calibration.py from vp's calibration runs alone (docs/study.md).\n"
+            f"# Setting {frozen['setting']}: {frozen['members']} members, {frozen['epochs']} epochs; held-out "
+            f"AUROC {chosen['auroc']:.3f} [{chosen['auroc_ci_low']:.3f}, {chosen['auroc_ci_high']:.3f}], "
+            f"p = {chosen['p_value']:.3g}.\n" + yaml.safe_dump(overlay, sort_keys=True))
+    write_text_atomic(results / "frozen.yaml", text)
+    print(f"frozen: {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs) -> {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("collect", "freeze", "frozen"))
+    parser.add_argument("field", nargs="?", help="for 'frozen': members | epochs | setting")
+    parser.add_argument("--work-dir", type=Path, default=HERE / "study")
+    parser.add_argument("--results-dir", type=Path, default=HERE.parent.parent / "docs" / "study")
+    parser.add_argument("--grid", type=Path, default=HERE / "conf" / "study" / "calibration.yaml")
+    args = parser.parse_args()
+    grid = load_grid(args.grid)
+    if args.action == "collect":
+        for row in collect(args.work_dir, args.results_dir, grid):
+            print(f"{row['setting']} step {row['step']} (epoch {row['epoch']}): held-out AUROC {row['auroc']:.3f} "
+                  f"[{row['auroc_ci_low']}, {row['auroc_ci_high']}] p {row['p_value']:.3g}; in-sample max "
+                  f"{row['in_sample_max_auroc']:.3f}; qualifies {row['qualifies']}")
+    elif args.action == "freeze":
+        freeze(args.work_dir, args.results_dir, grid)
+    else:
+        frozen = json.loads((args.results_dir / "frozen.json").read_text(encoding="utf-8"))
+        value = frozen[args.field]
+        print(value if not isinstance(value, float) or not math.isinf(value) else "inf")
+
+
+if __name__ == "__main__":
+    main()
