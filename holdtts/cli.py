@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack": ("holdtts.commands.attack", "Membership-inference attacks on a trained system (rows + metrics)."),
     "evaluate": ("holdtts.commands.evaluate", "Audio quality on the non-member test sentences."),
     "report": ("holdtts.commands.report", "Privacy beside audio quality for every system: report.md, figures."),
+    "toy-study": ("holdtts.commands.toy_study", "The Swiss-roll membership study: vp and HOLD++ orders 2-4."),
 }
 
 

@@ -1,0 +1,1 @@
+../ljspeech/path.sh
