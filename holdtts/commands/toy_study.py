@@ -9,7 +9,7 @@ DEFAULTS = {"orders": "1,2,3,4", "betas": "0.5,2,10", "seeds": "0,1,2", "members
             "fourier_features": 64, "fourier_scale": 8.0, "steps": 3000,
             "batch_size": 256, "lr": 2e-3, "ema": 0.99, "horizon": 5.0,
             "attacks": "loss,secmi,pia,pian,sima,pia_mc,sima_mc,secmi_mc", "attack_seed": 1234,
-            "bootstrap": 1000, "permutations": 1000, "sampler": "splitting", "sample_steps": 200,
+            "bootstrap": 1000, "permutations": 1000, "sampler": "splitting", "sample_steps": 100,
             "samples": 2000, "mmd_subsets": 10, "mmd_bandwidth": 0.2}
 
 

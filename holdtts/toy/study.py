@@ -63,7 +63,7 @@ class StudyConfig:
     permutations: int = 1000
     # quality
     sampler: str = "splitting"
-    sample_steps: int = 200
+    sample_steps: int = 100
     samples: int = 2000
     mmd_subsets: int = 10
     mmd_bandwidth: float = 0.2  # RBF kernel width in standardised units (the spiral's arms are ~0.9 apart)
