@@ -29,7 +29,7 @@ from holdtts.training.dp import (
     membership_auroc_bound,
     per_sample_backward,
 )
-from holdtts.training.trainer import make_trainer
+from holdtts.training.factory import make_trainer
 
 from tiny import tiny_config
 
