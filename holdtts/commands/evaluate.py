@@ -7,16 +7,23 @@ import click
 
 
 @click.command(name="evaluate")
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
-              help="Experiment directory (latest checkpoint) or checkpoint file.")
+@click.option("--model", "model_path", type=click.Path(exists=True),
+              help="Experiment directory (latest checkpoint) or checkpoint file (not with --reference-only).")
+@click.option("--reference-only", is_flag=True,
+              help="No model: score the real recordings of the test sentences, raw (real/) and through the vocoder "
+                   "(vocoded/), against as many other non-members, each written like a system's quality.json; "
+                   "plus the sanity table (sanity.json): a ceiling row for the report and a check of the metrics.")
+@click.option("--no-sanity", is_flag=True, help="With --reference-only: skip the sanity conditions.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Writes generated/, reference/, quality.tsv (per utterance) and quality.json (summary).")
+              help="Writes generated/, reference/, quality.tsv (per utterance) and quality.json (summary); with "
+                   "--reference-only real/, vocoded/, sanity/, sanity.json and reference.json.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False))
 @click.option("--dump-dir", default="dump", show_default=True, type=click.Path(file_okay=False))
 @click.option("--split", default="test", show_default=True, help="Sentences to synthesize (non-members).")
 @click.option("--max-utts", type=int, help="Only the first N sentences of the split.")
-@click.option("--metrics", default="fd_speaker,fd_logmel,dnsmos,wer,mcd", show_default=True,
-              help="Comma-separated subset of fd_speaker, fd_logmel, dnsmos, wer, mcd.")
+@click.option("--metrics", default="auto", show_default=True,
+              help="Comma-separated subset of fd_speaker, fd_logmel (each with its kernel distance), dnsmos, wer, "
+                   "wer_domain, mcd; auto: all, wer_domain only on a mini corpus.")
 @click.option("--vocoder", default="auto", show_default=True,
               help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
                    "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file. "
@@ -31,26 +38,50 @@ import click
               help="Keep per-clip DNSMOS, recognition and speaker embeddings here, keyed by the audio's sha256: "
                    "the real recordings are then scored once for all systems.")
 @click.option("--overwrite", is_flag=True, help="Replace existing results.")
-def command(model_path, out_dir, data_dir, dump_dir, split, max_utts, metrics, vocoder, steps, sampler,
-            temperature, seed, batch_size, device, cache_dir, overwrite):
+def command(model_path, reference_only, no_sanity, out_dir, data_dir, dump_dir, split, max_utts, metrics, vocoder,
+            steps, sampler, temperature, seed, batch_size, device, cache_dir, overwrite):
     """Synthesize the test sentences (non-members: the model never saw them), pass the real recordings'
     mels through the same vocoder, and compare: Frechet distances on Resemblyzer speaker embeddings and
     on log-mel frames (sample sizes stated), DNSMOS, pocketsphinx WER (beside the real audio's own WER),
     and mel-cepstral distortion with DTW. Nothing is downloaded: every model ships in its wheel."""
     from holdtts.data.features import resolve_device
-    from holdtts import load_model  # imports the defenses, so their loaders are registered
-    from holdtts.quality.system import evaluate_system
+    from holdtts.errors import HoldttsError
+    from holdtts.quality.system import default_metrics, evaluate_system
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 
+    if reference_only == bool(model_path):
+        raise HoldttsError("give either --model or --reference-only")
     torch_device = resolve_device(device)
+    names = (default_metrics(data_dir) if metrics == "auto"
+             else [m.strip() for m in metrics.split(",") if m.strip()])
+    if reference_only:
+        from holdtts.quality.reference import evaluate_reference
+
+        # "auto": the recipe's HiFi-GAN beside the output's parent (exp/reference -> exp/vocoder), else Griffin-Lim
+        from holdtts.utils.fileio import ensure_dir
+
+        voc = load_vocoder(resolve_vocoder(vocoder, ensure_dir(out_dir)), device=str(torch_device))
+        result = evaluate_reference(voc, data_dir, dump_dir, out_dir, names, split, max_utts, str(torch_device),
+                                    overwrite, cache_dir, with_sanity=not no_sanity)
+        brief = {"vocoder": voc.name, "n_utterances": result["real"]["n_utterances"]}
+        for row in ("real", "vocoded"):
+            for metric in ("wer", "wer_domain"):
+                if metric in result[row]:
+                    brief[f"{row}_{metric}"] = round(result[row][metric]["generated"]["wer"], 4)
+        if "sanity" in result:
+            brief["sanity_flagged"] = result["sanity"]["flagged"]
+        click.echo(json.dumps(brief))
+        return
+    from holdtts import load_model  # imports the defenses, so their loaders are registered
+
     model = load_model(model_path, device=torch_device)
     voc = load_vocoder(resolve_vocoder(vocoder, model.checkpoint), device=str(torch_device))
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
     summary = evaluate_system(model, voc, data_dir, dump_dir, out_dir, split, max_utts, names, steps, sampler,
                               temperature, seed, batch_size, str(torch_device), overwrite, cache_dir)
     brief = {k: summary[k] for k in ("n_utterances", "vocoder") if k in summary}
     if "dnsmos" in summary:
         brief["dnsmos_ovrl"] = round(summary["dnsmos"]["generated"]["ovrl"], 3)
-    if "wer" in summary:
-        brief["wer"] = summary["wer"]["generated"]
+    for metric in ("wer", "wer_domain"):
+        if metric in summary:
+            brief[metric] = summary[metric]["generated"]
     click.echo(json.dumps(brief))

@@ -227,12 +227,13 @@ def _one_full_stop(text: str) -> str:
     return text.replace("..", ".")
 
 
-def generate_sentences(n: int, seed: int) -> list[str]:
+def generate_sentences(n: int, seed: int, vocabulary: Vocabulary | None = None) -> list[str]:
     """`n` distinct sentences, deterministic for `seed` (for a given CMUdict release); the first k
-    sentences do not depend on n."""
+    sentences do not depend on n. `vocabulary` replaces CMUdict's words (the recogniser's domain
+    language model passes one placeholder per word class, to learn the grammar's shape)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    grammar = _Grammar(load_vocabulary(), random.Random(seed))
+    grammar = _Grammar(vocabulary or load_vocabulary(), random.Random(seed))
     sentences: list[str] = []
     seen: set[str] = set()
     while len(sentences) < n:

@@ -4,11 +4,18 @@
 set-level summary; `write_rows_tsv` and `write_summary_json` save them atomically. Metrics (any subset):
 
 - fd_speaker: Frechet distance between Resemblyzer embeddings of the two sets (n = utterances), plus the
-  per-utterance cosine similarity of the generated and real embeddings (spk_cosine).
-- fd_logmel: Frechet distance between the log-mel frame distributions (n = frames).
+  per-utterance cosine similarity of the generated and real embeddings (spk_cosine); beside it the
+  unbiased kernel distance on the same embeddings (kid_speaker, holdtts.quality.kid).
+- fd_logmel: Frechet distance between the log-mel frame distributions (n = frames), its fit against n
+  (FD_inf, slope), and kid_logmel on the same frames.
 - dnsmos: DNSMOS SIG/BAK/OVRL/P808 per utterance, for the generated and the real clips.
-- wer: pocketsphinx hypotheses and word errors, for the generated and the real clips, against the text.
+- wer: the generic pocketsphinx recogniser's hypotheses, word and character errors, for the generated and
+  the real clips, against the text.
+- wer_domain: the same with the mini corpus's domain recogniser (holdtts.quality.asr; mini corpus only).
 - mcd: mel-cepstral distortion with DTW, generated against real.
+
+Set-level metrics (Frechet and kernel distances) compare the generated set with the paired real
+recordings, or with `reference_set` when one is given (e.g. other real recordings: the reference row).
 
 Metrics that score a clip on its own (DNSMOS, WER) are also reported for the real recordings, so a
 model's numbers can be read beside what the real audio reaches with the same tools.
@@ -25,11 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import HoldttsError, InputError
-from holdtts.quality import asr, dnsmos, frechet, mcd
+from holdtts.quality import asr, dnsmos, frechet, kid, mcd
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, Clip, log_mel
 from holdtts.utils.fileio import atomic_open, refuse_overwrite, write_json_atomic
 
-METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")
+METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "wer_domain", "mcd")
+DEFAULT_METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")  # wer_domain: mini corpus only
+_RECOGNIZERS = {"wer": "generic", "wer_domain": "domain"}
 
 
 def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
@@ -46,9 +55,20 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values))
 
 
-def _frechet_summary(result) -> dict:
+def _frechet_summary(result, vs_n: dict | None) -> dict:
     return {"value": result.value, "n_generated": result.n_a, "n_reference": result.n_b, "unit": result.unit,
-            "dim": result.dim, "eps": result.eps}
+            "dim": result.dim, "eps": result.eps,
+            "vs_n": vs_n if vs_n is not None else {"fd_inf": None, "reason": (
+                "too few utterances (< 8 a set) or no more samples than dimensions: FD(n) is not in its 1/n "
+                "regime; compare values only at equal n")}}
+
+
+def _kid_summary(result: kid.KidResult) -> dict:
+    return {"value": result.value, "interval": None if result.low is None else [result.low, result.high],
+            "n_generated": result.n_a, "n_reference": result.n_b, "utterances_generated": result.groups_a,
+            "utterances_reference": result.groups_b, "unit": result.unit, "dim": result.dim,
+            "subsets": result.subsets, "subset": "half the utterances of each set",
+            "subset_max_samples": result.subset_max_samples, "kernel": result.kernel}
 
 
 def _on_clip(utt: str, clip: Clip, compute):
@@ -83,14 +103,17 @@ class ClipCache:
 
 
 def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]], texts: Mapping[str, str],
-                   device: str = "cpu", metrics: Sequence[str] = METRICS,
-                   cache_dir: str | os.PathLike | None = None) -> tuple[list[dict], dict]:
+                   device: str = "cpu", metrics: Sequence[str] = DEFAULT_METRICS,
+                   cache_dir: str | os.PathLike | None = None,
+                   reference_set: Sequence[str | os.PathLike] | None = None) -> tuple[list[dict], dict]:
     """Score generated audio against the real recordings of the same sentences.
 
     pairs: utt_id -> (generated wav path, reference wav path); any sampling rate, mono or not.
-    texts: utt_id -> the input text (needed for "wer" only).
+    texts: utt_id -> the input text (needed for "wer" and "wer_domain" only).
     device: where Resemblyzer, DNSMOS (when onnxruntime has CUDA) and the mels run.
     cache_dir: where per-clip results of the slow metrics are kept (see ClipCache); None: no cache.
+    reference_set: other real recordings for the set-level metrics (Frechet and kernel distances) to
+        compare the generated set with, instead of the paired references.
     Returns (rows, summary): one dict per utterance, sorted by utt_id, and the set-level values.
     """
     cache = ClipCache(cache_dir)
@@ -98,18 +121,28 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     if not pairs:
         raise HoldttsError("no utterances to evaluate")
     ids = sorted(pairs)
-    if len(ids) < 2 and ("fd_speaker" in metrics or "fd_logmel" in metrics):
+    set_level = "fd_speaker" in metrics or "fd_logmel" in metrics
+    if set_level and (len(ids) < 2 or (reference_set is not None and len(reference_set) < 2)):
         raise HoldttsError("Frechet distances need at least 2 utterances per set; drop fd_speaker and "
                            "fd_logmel to score a single utterance")
-    if "wer" in metrics:
+    wer_metrics = [m for m in ("wer", "wer_domain") if m in metrics]
+    if wer_metrics:
         missing = [utt for utt in ids if utt not in texts]
         if missing:
             raise InputError(f"no text for {len(missing)} utterance(s) to score WER, e.g. {missing[0]}")
 
     rows: list[dict] = []
-    speaker = {"generated": [], "reference": []}
-    logmel = {"generated": None, "reference": None}
-    word_errors = {"generated": [], "reference": []}
+    speaker: dict[str, list] = {"generated": [], "reference": []}
+    mel_frames: dict[str, list] = {"generated": [], "reference": []}
+    word_errors = {(m, side): [] for m in wer_metrics for side in ("generated", "reference")}
+
+    def embed(utt: str, clip: Clip) -> np.ndarray:
+        return _on_clip(utt, clip, lambda c: cache.get(c, "speaker", lambda x: (
+            frechet.speaker_embedding(x.at(MODEL_SAMPLE_RATE), device=device))))
+
+    def mel_of(utt: str, clip: Clip) -> np.ndarray:
+        return _on_clip(utt, clip, lambda c: log_mel(c.wav, c.sample_rate, device))
+
     for utt in ids:
         generated_path, reference_path = pairs[utt]
         clips = {"generated": Clip(generated_path), "reference": Clip(reference_path)}
@@ -118,18 +151,18 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
                      "reference_seconds": clips["reference"].seconds}
 
         if "fd_speaker" in metrics:
-            for side, clip in clips.items():
-                speaker[side].append(_on_clip(utt, clip, lambda c: cache.get(c, "speaker", lambda x: (
-                    frechet.speaker_embedding(x.at(MODEL_SAMPLE_RATE), device=device)))))
-            row["spk_cosine"] = float(speaker["generated"][-1] @ speaker["reference"][-1])
+            embeddings = {side: embed(utt, clip) for side, clip in clips.items()}
+            row["spk_cosine"] = float(embeddings["generated"] @ embeddings["reference"])
+            speaker["generated"].append(embeddings["generated"])
+            if reference_set is None:
+                speaker["reference"].append(embeddings["reference"])
 
         if "fd_logmel" in metrics or "mcd" in metrics:
-            mels = {side: _on_clip(utt, clip, lambda c: log_mel(c.wav, c.sample_rate, device))
-                    for side, clip in clips.items()}
+            mels = {side: mel_of(utt, clip) for side, clip in clips.items()}
             if "fd_logmel" in metrics:
-                for side, mel in mels.items():
-                    logmel[side] = logmel[side] or frechet.GaussianStats(mel.shape[0])
-                    logmel[side].update(mel.T)
+                mel_frames["generated"].append(mels["generated"].T.astype(np.float32))
+                if reference_set is None:
+                    mel_frames["reference"].append(mels["reference"].T.astype(np.float32))
             if "mcd" in metrics:
                 result = mcd.mcd_dtw(mels["generated"], mels["reference"])
                 row["mcd"] = result.mcd
@@ -141,39 +174,59 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
                     x.at(MODEL_SAMPLE_RATE), device=device))
                 row.update({f"{prefix}_{key}": value for key, value in scores.items()})
 
-        if "wer" in metrics:
-            for side, prefix in (("generated", "wer"), ("reference", "ref_wer")):
-                hypothesis = cache.get(clips[side], "asr", lambda x: asr.recognize(x.at(MODEL_SAMPLE_RATE)))
+        for metric in wer_metrics:
+            recognizer = _RECOGNIZERS[metric]
+            key = asr.recognizer_key(recognizer)
+            for side, prefix in (("generated", metric), ("reference", f"ref_{metric}")):
+                hypothesis = cache.get(clips[side], key, lambda x, r=recognizer: asr.recognize(
+                    x.at(MODEL_SAMPLE_RATE), recognizer=r))
                 try:
                     scored = asr.word_errors(texts[utt], hypothesis)
                 except ValueError as err:
                     raise InputError(f"utterance {utt}: {err}") from err
-                word_errors[side].append(scored)
+                word_errors[(metric, side)].append(scored)
                 if side == "generated":
                     row["text"] = scored.reference
                     row["wer_ref_words"] = scored.reference_words
+                    row["wer_ref_chars"] = scored.reference_chars
                 row[f"{prefix}_hyp"] = scored.hypothesis
                 row[f"{prefix}_errors"] = scored.errors
                 row[f"{prefix}_sub"] = scored.substitutions
                 row[f"{prefix}_del"] = scored.deletions
                 row[f"{prefix}_ins"] = scored.insertions
+                row[f"{prefix}_char_errors"] = scored.char_errors
         rows.append(row)
 
+    if reference_set is not None and set_level:
+        for index, path in enumerate(reference_set):
+            clip, name = Clip(path), f"reference set #{index}"
+            if "fd_speaker" in metrics:
+                speaker["reference"].append(embed(name, clip))
+            if "fd_logmel" in metrics:
+                mel_frames["reference"].append(mel_of(name, clip).T.astype(np.float32))
+
     summary: dict = {"n_utterances": len(ids), "metrics": list(metrics), "device": device}
+    if reference_set is not None:
+        summary["reference_set"] = {"n_utterances": len(reference_set),
+                                    "what": "other real recordings (set-level metrics only)"}
     if "fd_speaker" in metrics:
-        result = frechet.frechet_speaker(speaker["generated"], speaker["reference"])
-        summary["fd_speaker"] = {**_frechet_summary(result),
+        generated, reference = np.stack(speaker["generated"]), np.stack(speaker["reference"])
+        result = frechet.frechet_speaker(generated, reference)
+        summary["fd_speaker"] = {**_frechet_summary(result, kid.frechet_vs_n(generated, reference)),
                                  "mean_spk_cosine": _mean([r["spk_cosine"] for r in rows])}
+        summary["kid_speaker"] = _kid_summary(kid.kernel_distance(generated, reference, unit="utterances"))
     if "fd_logmel" in metrics:
-        summary["fd_logmel"] = _frechet_summary(frechet.frechet_distance_between(
-            logmel["generated"], logmel["reference"], unit="frames"))
+        generated, reference = mel_frames["generated"], mel_frames["reference"]
+        result = frechet.frechet_distance(np.concatenate(generated), np.concatenate(reference), unit="frames")
+        summary["fd_logmel"] = _frechet_summary(result, kid.frechet_vs_n(generated, reference))
+        summary["kid_logmel"] = _kid_summary(kid.kernel_distance(generated, reference, unit="frames"))
     if "dnsmos" in metrics:
         summary["dnsmos"] = {
             side: {key: _mean([r[f"{prefix}_{key}"] for r in rows]) for key in dnsmos.DNSMOS_KEYS}
             for side, prefix in (("generated", "dnsmos"), ("reference", "ref_dnsmos"))}
-    if "wer" in metrics:
-        summary["wer"] = {"generated": asr.corpus_wer(word_errors["generated"]),
-                          "reference": asr.corpus_wer(word_errors["reference"])}
+    for metric in wer_metrics:
+        summary[metric] = {side: asr.corpus_wer(word_errors[(metric, side)]) for side in ("generated", "reference")}
+        summary[metric]["recognizer"] = _RECOGNIZERS[metric]
     if "mcd" in metrics:
         values = [r["mcd"] for r in rows]
         summary["mcd"] = {"mean": _mean(values), "std": float(np.std(values)), "n": len(values),

@@ -10,9 +10,29 @@ import torch
 
 from holdtts.data.dataset import FeatureStore, load_split
 from holdtts.data.tables import read_table
-from holdtts.quality.evaluate import METRICS, evaluate_pairs, write_rows_tsv, write_summary_json
+from holdtts.quality.evaluate import DEFAULT_METRICS, evaluate_pairs, write_rows_tsv, write_summary_json
 from holdtts.synthesis import synthesize_texts, write_outputs
 from holdtts.utils.fileio import atomic_path, ensure_dir, refuse_overwrite
+
+
+def is_mini_corpus(data_dir: str | Path) -> bool:
+    """Whether the data directory was prepared from a holdtts mini corpus (its corpus.json says so)."""
+    import json
+
+    try:
+        splits = json.loads((Path(data_dir) / "splits.json").read_text())
+        corpus = json.loads((Path(splits["corpus_dir"]) / "corpus.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(corpus, dict) and corpus.get("generator") == "holdtts.data.minicorpus"
+
+
+def default_metrics(data_dir: str | Path) -> list[str]:
+    """Every metric; the domain recogniser's WER only where the speech says the mini corpus's sentences."""
+    names = list(DEFAULT_METRICS)
+    if is_mini_corpus(data_dir):
+        names.insert(names.index("wer") + 1, "wer_domain")
+    return names
 
 
 @torch.no_grad()
@@ -43,7 +63,7 @@ def vocode_reference(store: FeatureStore, utts: list[str], vocoder, out_dir: Pat
 
 
 def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, out_dir: str | Path,
-                    split: str = "test", max_utts: int | None = None, metrics=METRICS, steps: int | None = None,
+                    split: str = "test", max_utts: int | None = None, metrics=DEFAULT_METRICS, steps: int | None = None,
                     sampler: str | None = None, temperature: float | None = None, seed: int = 1234,
                     batch_size: int = 16, device: str = "cpu", overwrite: bool = False,
                     cache_dir: str | Path | None = None) -> dict:
