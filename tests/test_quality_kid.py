@@ -16,7 +16,7 @@ def _moment_closed_form(points_a, weights_a, points_b, weights_b) -> float:
     d = points_a.shape[1]
     total = 0.0
     for k in (1, 2, 3):
-        def moment(points, weights):
+        def moment(points, weights, k=k):
             out = 0.0
             for p, w in zip(points, weights):
                 tensor = p

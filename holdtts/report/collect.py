@@ -249,11 +249,20 @@ class QualityMetric:
 QUALITY_METRICS = (
     QualityMetric("fd_speaker", "FD speaker", True, ("fd_speaker", "value"),
                   sizes=(("fd_speaker", "n_generated"), ("fd_speaker", "n_reference"))),
+    QualityMetric("kid_speaker", "KID speaker", True, ("kid_speaker", "value"),
+                  sizes=(("kid_speaker", "n_generated"), ("kid_speaker", "n_reference"))),
     QualityMetric("fd_logmel", "FD log-mel", True, ("fd_logmel", "value"),
                   sizes=(("fd_logmel", "n_generated"), ("fd_logmel", "n_reference"))),
+    QualityMetric("kid_logmel", "KID log-mel", True, ("kid_logmel", "value"),
+                  sizes=(("kid_logmel", "n_generated"), ("kid_logmel", "n_reference"))),
     QualityMetric("dnsmos_ovrl", "DNSMOS OVRL", False, ("dnsmos", "generated", "ovrl"),
                   ("dnsmos", "reference", "ovrl")),
     QualityMetric("wer", "WER", True, ("wer", "generated", "wer"), ("wer", "reference", "wer")),
+    QualityMetric("cer", "CER", True, ("wer", "generated", "cer"), ("wer", "reference", "cer")),
+    QualityMetric("wer_domain", "WER (domain)", True, ("wer_domain", "generated", "wer"),
+                  ("wer_domain", "reference", "wer")),
+    QualityMetric("cer_domain", "CER (domain)", True, ("wer_domain", "generated", "cer"),
+                  ("wer_domain", "reference", "cer")),
     QualityMetric("mcd", "MCD (dB)", True, ("mcd", "mean"), sizes=(("mcd", "n"),)),
 )
 
@@ -367,17 +376,24 @@ def validate_quality(summary: Any, path: Path) -> dict:
     were not computed are simply absent."""
     if not isinstance(summary, dict):
         raise InputError("not a quality summary: expected a JSON object", path)
-    for name in ("fd_speaker", "fd_logmel"):
+    for name in ("fd_speaker", "fd_logmel", "kid_speaker", "kid_logmel"):
         if name in summary:
             _check_number(summary, (name, "value"), path)
             _check_number(summary, (name, "n_generated"), path, count=True)
             _check_number(summary, (name, "n_reference"), path, count=True)
+    for name in ("kid_speaker", "kid_logmel"):
+        interval = summary.get(name, {}).get("interval") if isinstance(summary.get(name), dict) else None
+        if interval is not None and (not isinstance(interval, list) or len(interval) != 2
+                                     or not all(_is_number(v) for v in interval)):
+            raise InputError(f"'{name}.interval' must be [low, high] or null, got {interval!r}", path)
     if "dnsmos" in summary:
         for side in ("generated", "reference"):
             _check_number(summary, ("dnsmos", side, "ovrl"), path)
-    if "wer" in summary:
-        for side in ("generated", "reference"):
-            _check_number(summary, ("wer", side, "wer"), path)
+    for name in ("wer", "wer_domain"):
+        if name in summary:
+            for side in ("generated", "reference"):
+                _check_number(summary, (name, side, "wer"), path)
+                _check_number(summary, (name, side, "cer"), path)  # absent (null) in older files
     if "mcd" in summary:
         _check_number(summary, ("mcd", "mean"), path)
         _check_number(summary, ("mcd", "n"), path, count=True)
