@@ -4,10 +4,10 @@ from __future__ import annotations
 import click
 
 # the defaults live in holdtts.toy.study.StudyConfig; repeated here only for --help (a test checks they agree)
-DEFAULTS = {"orders": "1,2,3,4", "betas": "0.5,2,10", "seeds": "0,1,2", "members": 32, "nonmembers": 256,
+DEFAULTS = {"orders": "1,2,3,4", "betas": "0.5,2,10", "seeds": "0,1,2", "members": 16, "nonmembers": 256,
             "heldout": 2000, "noise": 0.5, "data_seed": 0, "width": 64, "depth": 4,
-            "fourier_features": 64, "fourier_scale": 8.0, "steps": 3000,
-            "batch_size": 256, "lr": 2e-3, "ema": 0.99, "horizon": 5.0,
+            "fourier_features": 64, "fourier_scale": 8.0, "steps": 8000,
+            "batch_size": 64, "lr": 2e-3, "ema": 0.99, "horizon": 5.0,
             "attacks": "loss,secmi,pia,pian,sima,pia_mc,sima_mc,secmi_mc", "attack_seed": 1234,
             "bootstrap": 1000, "permutations": 1000, "sampler": "splitting", "sample_steps": 100,
             "samples": 2000, "mmd_subsets": 10, "mmd_bandwidth": 0.2}

@@ -14,6 +14,7 @@ from torch import nn
 from holdtts.diffusion import Process, make_process
 
 POINT_SHAPE = (2, 1)  # features x frames
+POINT_DIM = math.prod(POINT_SHAPE)
 STD_GRID = 1025  # grid points over [0, T] for the input scaling
 
 
@@ -51,7 +52,7 @@ class ToyDiffusionModel(nn.Module):
         size = process.order * dim + 2 * time_features
         # Random Fourier features of the scaled state (Tancik et al. 2020): a plain MLP's spectral bias
         # makes it learn the members' individual bumps slowly; these let it do so in a CPU budget.
-        freqs = torch.randn(process.order * dim, fourier_features) * fourier_scale
+        freqs = torch.randn(dim, fourier_features) * fourier_scale
         self.register_buffer("fourier", freqs)
         size += 2 * fourier_features
         layers: list[nn.Module] = []
@@ -83,7 +84,7 @@ class ToyDiffusionModel(nn.Module):
         x = (u_t * mask.unsqueeze(1) / std.reshape(batch, -1, 1, 1)).reshape(batch, -1)
         parts = [x, self.time(t / self.process.horizon)]
         if self.fourier.shape[1]:
-            phase = x @ self.fourier
+            phase = x[:, :POINT_DIM] @ self.fourier  # the data block only
             parts += [phase.sin(), phase.cos()]
         h = torch.cat(parts, dim=-1)
         return self.net(h).reshape(batch, *POINT_SHAPE) * mask

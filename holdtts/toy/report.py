@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -266,10 +265,12 @@ def summary_markdown(cfg, summary: Sequence[dict], comparisons: dict, references
                      f"{'; the seed ranges do not overlap' if verdict['separated'] else '; the seed ranges overlap'}.")
     if figures:
         lines += ["", "## Samples", ""] + [f"![{name}]({name})" for name in figures]
-    lines += ["", f"Machine: {platform.platform()}, {timing.get('workers')} worker process(es) of "
-              f"{timing.get('threads')} torch thread(s). Models run this time: "
-              f"{timing.get('models_run')} of {timing.get('models')}; wall time of this run "
-              f"{timing.get('wall_s', 0):.0f} s.", ""]
+    machine = timing.get("machine", {})
+    lines += ["", f"Models trained by the run of {timing.get('date', '?')}: {timing.get('models_run')} of "
+              f"{timing.get('models')} in {timing.get('wall_s', 0):.0f} s wall, {timing.get('workers')} worker "
+              f"process(es) of {timing.get('threads')} torch thread(s); machine {machine.get('platform', '?')}, "
+              f"{machine.get('cpus', '?')} CPUs, load average at the end {machine.get('load_average', '?')} "
+              "(other jobs shared the cores when it is above the CPU count).", ""]
     return "\n".join(lines)
 
 

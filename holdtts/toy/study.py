@@ -40,7 +40,7 @@ class StudyConfig:
     betas: tuple[float, ...] = (0.5, 2.0, 10.0)  # HOLD++'s initial auxiliary variance factor (order >= 2)
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds: initial weights, batches, times and noise
     # data
-    members: int = 32
+    members: int = 16
     nonmembers: int = 256
     heldout: int = 2000
     noise: float = 0.5
@@ -50,8 +50,8 @@ class StudyConfig:
     depth: int = 4
     fourier_features: int = 64  # random Fourier features of the state (0: a plain MLP)
     fourier_scale: float = 8.0  # their frequencies' std (per unit of the scaled state)
-    steps: int = 3000
-    batch_size: int = 256
+    steps: int = 8000
+    batch_size: int = 64
     lr: float = 2e-3
     ema: float = 0.99
     horizon: float = 5.0  # HOLD++'s T (vp: Grad-TTS's T = 1)
@@ -287,14 +287,31 @@ def collect_records(cfg: StudyConfig, out_dir: Path) -> list[dict]:
     return records
 
 
-def run_study(cfg: StudyConfig, out_dir: str | Path, overwrite: bool = False, only: str | None = None,
-              workers: int = 1, threads: int = 1) -> dict:
-    """The whole study (only=None), its models (only="models") or its report from finished models
-    (only="report"); models run in `workers` processes of `threads` torch threads. Writes OUT/study.json
-    (settings, timing, machine) beside the report."""
+def _log_run(out_dir: Path, cfg: StudyConfig, entry: dict) -> list[dict]:
+    """Append this invocation to OUT/study.json's list of runs (settings, machine, date, timing); returns
+    the runs so far. The report quotes the last run that trained models, whichever invocation builds it."""
     import datetime
     import platform
 
+    path = out_dir / "study.json"
+    runs = []
+    if path.exists():
+        try:
+            runs = json.loads(path.read_text(encoding="utf-8")).get("runs", [])
+        except (OSError, json.JSONDecodeError):
+            runs = []
+    runs.append({**entry, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                 "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                             "load_average": [round(v, 2) for v in os.getloadavg()]}})
+    write_json_atomic(path, {"config": json.loads(json.dumps(asdict(cfg))), "runs": runs})
+    return runs
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, overwrite: bool = False, only: str | None = None,
+              workers: int = 1, threads: int = 1) -> dict:
+    """The whole study (only=None), its models (only="models") or its report from finished models
+    (only="report"); models run in `workers` processes of `threads` torch threads. Every invocation is
+    logged in OUT/study.json (settings, machine, date, load, wall time)."""
     from holdtts.toy.report import write_report
 
     if only not in (None, "models", "report"):
@@ -309,19 +326,14 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, overwrite: bool = False, on
                           for s in cfg.specs())
         records = run_models(cfg, out_dir, overwrite, workers, threads)
         models_run = len(records) - done_before
-    timing = {"models": len(records), "models_run": models_run, "workers": workers, "threads": threads,
-              "model_seconds": round(sum(sum(r["timing"].values()) for r in records), 1)}
+    timing = {"only": only or "all", "models": len(records), "models_run": models_run, "workers": workers,
+              "threads": threads, "wall_s": round(time.perf_counter() - began, 1)}
+    runs = _log_run(out_dir, cfg, timing) if only != "report" else None
     if only == "models":
-        timing["wall_s"] = round(time.perf_counter() - began, 1)
         return {"records": records, "timing": timing}
-    data = study_data(cfg)
-    timing["wall_s"] = round(time.perf_counter() - began, 1)  # the report itself takes seconds
-    result = write_report(out_dir, cfg, records, data, cfg.mmd_bandwidth, timing)
-    timing["wall_s"] = round(time.perf_counter() - began, 1)
-    write_json_atomic(out_dir / "study.json", {
-        "config": json.loads(json.dumps(asdict(cfg))), "timing": timing,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "cpus": os.cpu_count()},
-    })
-    return {"records": records, "timing": timing, **result}
+    if runs is None:
+        runs = _log_run(out_dir, cfg, timing)
+    trained = [r for r in runs if r.get("models_run")]
+    result = write_report(out_dir, cfg, records, study_data(cfg), cfg.mmd_bandwidth,
+                          trained[-1] if trained else timing)
+    return {"records": records, **result, "timing": timing}  # this run's timing, not the report's
