@@ -9,7 +9,7 @@ from holdtts.toy.model import ToyDiffusionModel
 
 
 def train_toy_model(model: ToyDiffusionModel, members: torch.Tensor, steps: int, batch_size: int, lr: float,
-                    seed: int, ema_decay: float = 0.999, weighting: str = "none") -> dict:
+                    seed: int, ema_decay: float = 0.999) -> dict:
     """Train in place for `steps` Adam steps; returns {"loss_first", "loss_last", "losses"} (the mean loss
     over each tenth of training). Batches are cut from shuffled epochs of the members laid end to end (with
     batch_size = k * members, every member k times a step). Times are antithetic draws on [t_min, T]; the
@@ -38,7 +38,7 @@ def train_toy_model(model: ToyDiffusionModel, members: torch.Tensor, steps: int,
             stream = torch.cat([stream, fresh])
         q0, stream = members[stream[:batch]], stream[batch:]
         t = sample_times(model.process, batch, generator=generator, method="antithetic")
-        loss = diffusion_loss(model.process, eps_fn, q0, t=t, weighting=weighting, generator=generator).mean()
+        loss = diffusion_loss(model.process, eps_fn, q0, t=t, generator=generator).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
