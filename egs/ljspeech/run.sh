@@ -134,6 +134,8 @@ done
 eval_args=(--data-dir data --dump-dir dump --vocoder "$vocoder_arg" --seed "$seed" --device "$device"
   --cache-dir exp/.cache/quality)
 [ -n "$eval_utts" ] && eval_args+=(--max-utts "$eval_utts")
+# the ceiling row and the sanity table: real test recordings, raw and vocoded, against other non-members
+run_stage 6 evaluate-reference holdtts evaluate --reference-only --out-dir exp/reference "${eval_args[@]}"
 for sys in $systems; do
   run_stage 6 "evaluate-$sys" holdtts evaluate --model "exp/$sys" --out-dir "exp/$sys/evaluate" "${eval_args[@]}"
 done

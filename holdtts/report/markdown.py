@@ -23,10 +23,12 @@ from holdtts.report.collect import (
 )
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, verdict
 from holdtts.report.figures import FigureSet
+from holdtts.report.quality_tables import quality_sections, quality_summary
 
 REPORT_FORMAT = "holdtts-report-2"
 REFERENCE_SYSTEM = "vp"
 DASH = "—"
+ERROR_RATES = ("wer", "cer", "wer_domain", "cer_domain")  # fractions, printed as percentages
 PAIRED_SAMPLES = 1000
 PAIRED_SEED = 0
 # Per-utterance columns of quality.tsv behind the set-level numbers that are a mean or a ratio of sums.
@@ -255,6 +257,7 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
                                     "shared test utterances (percentile bootstrap, 95%)",
         },
     }
+    summary["quality_tables"] = quality_summary(records, exp_dir)
     summary["findings"] = findings(records, reference, summary)
     return summary
 
@@ -336,7 +339,7 @@ def _metric_label(key: str) -> str:
 
 
 def _metric_value(key: str, value: float) -> str:
-    return _pct(value) if key == "wer" else _sig(value, 3)
+    return _pct(value) if key in ERROR_RATES else _sig(value, 3)
 
 
 # --------------------------------------------------------------------------- findings
@@ -354,8 +357,8 @@ def _describe_comparison(item: dict) -> str:
         relative = "" if item["relative"] is None else f"{100 * item['relative']:+.0f}%, "
         return text + f" ({relative}{'better' if better else 'worse'}; no interval)"
     low, high = paired["ci"]
-    scale = 100 if key == "wer" else 1
-    unit = " points" if key == "wer" else ""
+    scale = 100 if key in ERROR_RATES else 1
+    unit = " points" if key in ERROR_RATES else ""
     resolved = low > 0 or high < 0
     return (text + f" (paired difference {scale * paired['difference']:+.3g}{unit} "
             f"[{scale * low:+.3g}, {scale * high:+.3g}] over {paired['n']} sentences: "
@@ -826,6 +829,7 @@ def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
         "One row per model: its held-out AUROC and leakage p beside the quality metrics. DNSMOS and WER give "
         "the real recordings' own value in parentheses.\n",
         _headline_table(summary) + "\n",
+        quality_sections(summary["quality_tables"]),
         "## Each attack, held out\n",
         "Each attack's t picked on the calibration half, AUROC on the test half, p over its own t grid.\n",
         _heldout_table(summary) + "\n",
