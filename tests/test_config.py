@@ -97,7 +97,7 @@ def test_out_of_range_value_in_a_file_names_its_line(tmp_path):
 
 
 def test_vocoder_config_is_range_checked():
-    from holdtts.vocoder.training import load_vocoder_config
+    from holdtts.training.vocoder import load_vocoder_config
 
     with pytest.raises(ConfigError, match="'train.batch_size' must be >= 1"):
         load_vocoder_config(CONF / "vocoder_v1.yaml", ["train.batch_size=0"])

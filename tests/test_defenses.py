@@ -34,8 +34,8 @@ from holdtts.privacy.blackbox import logmel_dtw_distance
 from holdtts.privacy.metrics import compute_metrics
 from holdtts.privacy.runner import AttackTarget, run_attacks
 from holdtts.quality.mcd import mcd_dtw
-from holdtts.training.checkpoint import load_checkpoint
 from holdtts.training.trainer import Trainer
+from holdtts.utils.checkpoint import load_checkpoint
 
 from corpus_factory import utt_id, write_metadata, write_wav
 from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config

@@ -16,7 +16,6 @@ from scipy.stats import norm
 from holdtts.data.dataset import FeatureStore, load_split
 from holdtts.errors import ConfigError
 from holdtts.models.tts import GradTTS
-from holdtts.training.checkpoint import list_checkpoints, load_checkpoint
 from holdtts.training.dp import (
     COVERS,
     DPTrainer,
@@ -30,6 +29,7 @@ from holdtts.training.dp import (
     per_sample_backward,
 )
 from holdtts.training.factory import make_trainer
+from holdtts.utils.checkpoint import list_checkpoints, load_checkpoint
 
 from tiny import tiny_config
 

@@ -21,11 +21,11 @@ import torch
 
 from holdtts.cli import main
 from holdtts.errors import CheckpointError, ExperimentLockedError, MembershipMismatchError
-from holdtts.training import checkpoint as checkpoint_module
-from holdtts.training.checkpoint import list_checkpoints, load_checkpoint
 from holdtts.training.lock import ExperimentLock
 from holdtts.training.loop import TrainingLoop, exit_status
 from holdtts.training.trainer import Trainer
+from holdtts.utils import checkpoint as checkpoint_module
+from holdtts.utils.checkpoint import list_checkpoints, load_checkpoint
 
 from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config
 
@@ -236,7 +236,7 @@ def test_train_vocoder_stopped_exits_143_and_records_its_members(tmp_path, monke
 
     from holdtts.data.dataset import load_split
     from holdtts.data.splits import member_checksum
-    from holdtts.vocoder.training import VocoderTrainer
+    from holdtts.training.vocoder import VocoderTrainer
 
     data = make_data_dir(tmp_path)
     real = VocoderTrainer.train_step
@@ -459,7 +459,7 @@ def test_stale_temp_files_are_swept_at_start(mini_recipe, tmp_path, caplog):
 def test_checkpoint_file_and_folder_are_fsynced_around_the_rename(tmp_path, monkeypatch):
     import stat
 
-    from holdtts.training.checkpoint import save_checkpoint
+    from holdtts.utils.checkpoint import save_checkpoint
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace

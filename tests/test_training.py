@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from holdtts.errors import ConfigError
-from holdtts.training.checkpoint import list_checkpoints, load_checkpoint
 from holdtts.training.trainer import Trainer
+from holdtts.utils.checkpoint import list_checkpoints, load_checkpoint
 
 from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config
 

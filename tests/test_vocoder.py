@@ -19,7 +19,7 @@ import holdtts
 from holdtts.config import FeaturesConfig, config_from_dict
 from holdtts.data.mel import mel_filterbank
 from holdtts.errors import CheckpointError, ConfigError, HoldttsError, InputError
-from holdtts.training.checkpoint import list_checkpoints, load_checkpoint
+from holdtts.utils.checkpoint import list_checkpoints, load_checkpoint
 from holdtts.vocoder import load_vocoder
 from holdtts.vocoder.hifigan import (
     GENERATOR_PRESETS,
@@ -368,7 +368,7 @@ def train_cli(data: Path, exp: Path, max_steps: int, split: str = "members"):
 
 
 def test_one_training_step_updates_both_networks(tmp_path):
-    from holdtts.vocoder.training import VocoderTrainer, load_vocoder_config
+    from holdtts.training.vocoder import VocoderTrainer, load_vocoder_config
 
     data = make_data_dir(tmp_path)
     cfg = load_vocoder_config([CONF / "vocoder_v1.yaml", CONF / "vocoder_tiny.yaml"], tiny_overrides(1))
@@ -551,7 +551,7 @@ def test_vocode_rejects_bad_mels(tmp_path, bad, message):
 
 
 def test_auto_vocoder_is_the_recipes_hifigan_when_trained(tmp_path):
-    from holdtts.training.checkpoint import checkpoint_name
+    from holdtts.utils.checkpoint import checkpoint_name
     from holdtts.vocoder import resolve_vocoder
 
     model_ckpt = tmp_path / "exp" / "hold3" / "checkpoints" / checkpoint_name(10)

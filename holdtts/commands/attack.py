@@ -42,7 +42,7 @@ def check_member_list(model, data_dir) -> None:
 
     from holdtts.data.splits import split_checksum
     from holdtts.errors import MembershipMismatchError
-    from holdtts.training.checkpoint import load_checkpoint
+    from holdtts.utils.checkpoint import load_checkpoint
 
     for part in list(getattr(model, "teachers", None) or [model]):
         state = getattr(part, "checkpoint_state", {}) or {}

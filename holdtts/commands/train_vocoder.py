@@ -48,7 +48,7 @@ def command(configs, exp_dir, data_dir, split, device, overrides, progress):
     Use the result with `holdtts vocode --vocoder EXP_DIR` or `holdtts synthesize --vocoder EXP_DIR`.
     """
     from holdtts.training.loop import StopNow, exit_status
-    from holdtts.vocoder.training import VocoderTrainer, load_vocoder_config
+    from holdtts.training.vocoder import VocoderTrainer, load_vocoder_config
 
     cfg = load_vocoder_config(list(configs), overrides)
     try:

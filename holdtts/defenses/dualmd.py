@@ -34,7 +34,7 @@ from holdtts.data.dataset import load_split
 from holdtts.errors import CheckpointError, ConfigError, HoldttsError, InputError
 from holdtts.models.loading import load_model, register_loader
 from holdtts.models.tts import GradTTS
-from holdtts.training.checkpoint import list_checkpoints
+from holdtts.utils.checkpoint import list_checkpoints
 from holdtts.utils.fileio import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import torch
 
 from holdtts.config import config_from_dict
 from holdtts.errors import CheckpointError
-from holdtts.training.checkpoint import load_checkpoint, resolve_checkpoint
+from holdtts.utils.checkpoint import load_checkpoint, resolve_checkpoint
 
 Predicate = Callable[[Path], bool]
 Loader = Callable[..., object]  # loader(path, device=..., ema=...) -> a model with GradTTS's synthesis interface

@@ -30,7 +30,8 @@ import torch.distributed as dist
 
 from holdtts.data.features import resolve_device
 from holdtts.errors import ConfigError, HoldttsError, MembershipMismatchError
-from holdtts.training.checkpoint import (
+from holdtts.training.lock import ExperimentLock
+from holdtts.utils.checkpoint import (
     CHECKPOINT_DIR,
     latest_checkpoint,
     load_checkpoint,
@@ -38,7 +39,6 @@ from holdtts.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from holdtts.training.lock import ExperimentLock
 from holdtts.utils.fileio import ensure_dir, sweep_temp_files, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -31,11 +31,11 @@ from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, 
 from holdtts.data.splits import member_checksum
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.tts import GradTTS
-from holdtts.training.checkpoint import (
-    latest_checkpoint,
-)
 from holdtts.training.ema import EMA
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
+from holdtts.utils.checkpoint import (
+    latest_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ def resolve_vocoder(spec: str, model_checkpoint: str | Path) -> str:
     defense that holds it) when it has a checkpoint, else Griffin-Lim. Any other spec is returned as is."""
     if spec != "auto":
         return spec
-    from holdtts.training.checkpoint import latest_checkpoint
+    from holdtts.utils.checkpoint import latest_checkpoint
 
     path = Path(model_checkpoint)
     experiment = path if path.is_dir() else path.parent.parent  # <exp>/checkpoints/step-N.pt

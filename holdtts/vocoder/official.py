@@ -22,7 +22,7 @@ import torch
 
 from holdtts.config import FeaturesConfig, config_from_dict
 from holdtts.errors import CheckpointError, ConfigError
-from holdtts.training.checkpoint import CHECKPOINT_DIR, resolve_checkpoint
+from holdtts.utils.checkpoint import CHECKPOINT_DIR, resolve_checkpoint
 from holdtts.vocoder.hifigan import GeneratorConfig, HifiGanGenerator, HifiGanVocoder, check_generator_config
 
 HOLDTTS_FORMAT = "holdtts-hifigan-1"

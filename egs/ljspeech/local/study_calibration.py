@@ -18,7 +18,6 @@ setting is never replaced: if the files exist and the rule now picks something e
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import re

@@ -42,10 +42,10 @@ from holdtts.data.mel import mel_spectrogram
 from holdtts.data.splits import member_checksum
 from holdtts.data.tables import iter_lines, read_table
 from holdtts.errors import ConfigError, HoldttsError, InputError
-from holdtts.training.checkpoint import (
+from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
+from holdtts.utils.checkpoint import (
     latest_checkpoint,
 )
-from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
 from holdtts.vocoder.hifigan import (
     DiscriminatorConfig,
     GeneratorConfig,
