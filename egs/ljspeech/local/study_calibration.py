@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from holdtts.privacy.metrics import metrics_from_rows
+from holdtts.privacy.metrics import read_rows
+from holdtts.privacy.statistics import ScoreTable, leakage
 from holdtts.utils.fileio import write_json_atomic, write_text_atomic
 
 HERE = Path(__file__).resolve().parent.parent  # egs/ljspeech
@@ -91,10 +92,12 @@ def collect(work: Path, results: Path, grid: dict) -> list[dict]:
                 if (attack_dir / name).is_file():
                     shutil.copyfile(attack_dir / name, out / name)
             saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            # the committed rows must give the committed metrics: recompute and compare the headline
-            again = metrics_from_rows(out / "rows.tsv", saved["bootstrap"]["samples"], saved["bootstrap"]["seed"],
-                                      permutations=saved["permutation"]["permutations"],
-                                      split_seed=saved["split"]["seed"], alternative=saved["alternative"])
+            # the committed rows must give the committed headline: recompute it (the per-cell bootstraps are
+            # left to holdtts.privacy.metrics.metrics_from_rows, which reproduces the whole file)
+            again = leakage(ScoreTable.from_rows(read_rows(out / "rows.tsv")), split_seed=saved["split"]["seed"],
+                            permutations=saved["permutation"]["permutations"],
+                            bootstrap_samples=saved["bootstrap"]["samples"], seed=saved["bootstrap"]["seed"],
+                            alternative=saved["alternative"])
             if again["headline"] != saved["headline"]:
                 sys.exit(f"{out}: metrics.json does not recompute from rows.tsv")
             h = saved["headline"]
