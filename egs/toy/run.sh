@@ -4,7 +4,7 @@
 # same few Swiss-roll points; every model attacked with the speech models' attacks (holdtts.privacy) and
 # scored for sample quality (unbiased RBF MMD^2 to held-out points). docs/toy_study.md reports a run.
 #
-#   ./run.sh                               # the default study (about 10 minutes on 2 CPU cores)
+#   ./run.sh                               # the default study (about 15 minutes on 2 free CPU cores)
 #   ./run.sh --seeds 0,1,2,3,4             # more seeds (models already done are reused)
 #   ./run.sh --stage 2                     # rebuild the report only
 #   ./run.sh --extra "--steps 2000 --members 128"   # any other `holdtts toy-study` option

@@ -252,17 +252,18 @@ def summary_markdown(cfg, summary: Sequence[dict], comparisons: dict, references
             else:
                 lines.append(f"| {system} | {c['difference']:+.3f} | [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] "
                              f"| {c['p_value']:.3g} |")
-    lines += ["", "## The paper's ordering at beta = 10", ""]
-    for key, label in (("pia_auroc", "PIA"), ("headline_auroc", "strongest attack")):
-        verdict = ordering_verdict(summary, 10.0, key)
-        if verdict is None:
-            lines.append(f"- {label}: not measured (needs orders 2, 3 and 4 at beta = 10).")
-            continue
-        m = verdict["means"]
-        lines.append(f"- {label}: mean held-out AUROC n=2 {m[2]:.3f}, n=3 {m[3]:.3f}, n=4 {m[4]:.3f} "
-                     f"(paper, PIA: 0.96-0.97, 0.91-0.92, 0.77-0.81). Ordering 2 > 3 > 4 "
-                     f"{'reproduced' if verdict['ordered'] else 'NOT reproduced'}"
-                     f"{'; the seed ranges do not overlap' if verdict['separated'] else '; the seed ranges overlap'}.")
+    lines += ["", "## The paper's ordering (AUROC of order 2 > 3 > 4; published at beta = 10 only)", ""]
+    for beta in sorted({s["beta"] for s in summary if s["beta"] is not None}, reverse=True):
+        for key, label in (("pia_auroc", "PIA"), ("headline_auroc", "strongest attack")):
+            verdict = ordering_verdict(summary, beta, key)
+            if verdict is None:
+                continue
+            m = verdict["means"]
+            paper = " (paper, PIA: 0.96-0.97, 0.91-0.92, 0.77-0.81)" if beta == 10 and key == "pia_auroc" else ""
+            lines.append(f"- beta = {beta:g}, {label}: mean held-out AUROC n=2 {m[2]:.3f}, n=3 {m[3]:.3f}, "
+                         f"n=4 {m[4]:.3f}{paper}. Ordering 2 > 3 > 4 "
+                         f"{'reproduced' if verdict['ordered'] else 'NOT reproduced'}; the seed ranges "
+                         f"{'do not overlap' if verdict['separated'] else 'overlap'}.")
     if figures:
         lines += ["", "## Samples", ""] + [f"![{name}]({name})" for name in figures]
     machine = timing.get("machine", {})
@@ -283,7 +284,8 @@ def write_report(out_dir: Path, cfg, records: Sequence[dict], data: ToyData, ban
     figures = sample_figures(out_dir, records, data, cfg.betas if any(o >= 2 for o in cfg.orders) else [0.0])
     result = {"summary": summary, "comparisons_with_vp": comparisons, "reference_quality": references,
               "figures": figures, "timing": timing,
-              "ordering_beta10": {k: ordering_verdict(summary, 10.0, k) for k in ("pia_auroc", "headline_auroc")}}
+              "ordering": {f"{beta:g}": {k: ordering_verdict(summary, beta, k) for k in ("pia_auroc", "headline_auroc")}
+                           for beta in cfg.betas}}
     write_json_atomic(out_dir / "summary.json", result)
     write_text_atomic(out_dir / "summary.md", summary_markdown(cfg, summary, comparisons, references, figures, timing))
     return result
