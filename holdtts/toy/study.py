@@ -145,8 +145,10 @@ def toy_metrics(rows: list[dict], cfg: StudyConfig) -> dict:
 
 
 def run_model(cfg: StudyConfig, spec: ModelSpec, data: ToyData, model_dir: Path) -> dict:
-    """Train, attack and sample one model; write its directory; return its model.json record."""
+    """Train, attack and sample one model; write its directory; return its model.json record (written
+    last: until it is there, the directory does not count as done)."""
     ensure_dir(model_dir)
+    (model_dir / "model.json").unlink(missing_ok=True)
     timing = {}
     began = time.perf_counter()
     model = _build(cfg, spec, data)
