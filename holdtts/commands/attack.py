@@ -20,7 +20,8 @@ def _parse_grids(values) -> dict[str, list[float]]:
     return grids
 
 
-def _parse_params(values) -> dict[str, dict]:
+def parse_attack_params(values) -> dict[str, dict]:
+    """--param ATTACK.NAME=VALUE options as {attack: {name: value}} (values read as YAML)."""
     import yaml
 
     params: dict[str, dict] = {}
@@ -133,7 +134,7 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
             "order": model.process.order, "weights": "raw" if raw_weights else "ema",
             "member_split": member_split, "nonmember_split": nonmember_split}
     metrics = attack_experiment(model, FeatureStore(dump_dir), target, out_dir, names, _parse_grids(t_grids),
-                                batch_size, seed, bootstrap_samples, _parse_params(params),
+                                batch_size, seed, bootstrap_samples, parse_attack_params(params),
                                 progress=True, meta=meta)
     checkpoint = Path(model.checkpoint)  # <exp>/checkpoints/step-N.pt, or a composite system's directory
     experiment = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from holdtts.commands.attack import parse_attack_params
+
 # the defaults live in holdtts.toy.study.StudyConfig; repeated here only for --help (a test checks they agree)
 DEFAULTS = {"orders": "1,2,3,4", "betas": "0.5,2,10", "seeds": "0,1,2", "members": 16, "nonmembers": 256,
             "heldout": 2000, "noise": 0.5, "data_seed": 0, "width": 64, "depth": 4,
@@ -21,20 +23,6 @@ def _numbers(value: str, kind, option: str) -> tuple:
     if not out:
         raise click.BadParameter("empty list", param_hint=option)
     return out
-
-
-def _params(values) -> dict[str, dict]:
-    import yaml
-
-    params: dict[str, dict] = {}
-    for value in values:
-        try:
-            key, raw = value.split("=", 1)
-            attack, name = key.split(".", 1)
-        except ValueError as err:
-            raise click.BadParameter(f"'{value}': expected ATTACK.PARAM=VALUE", param_hint="--param") from err
-        params.setdefault(attack, {})[name] = yaml.safe_load(raw)
-    return params
 
 
 def _opt(name: str, help_: str, kind=None):
@@ -111,7 +99,8 @@ def command(out_dir, orders, betas, seeds, members, nonmembers, heldout, noise, 
         noise=noise, data_seed=data_seed, width=width, depth=depth, fourier_features=fourier_features,
         fourier_scale=fourier_scale, steps=steps, batch_size=batch_size, lr=lr,
         ema=ema, horizon=horizon, attacks=tuple(a.strip() for a in attacks.split(",") if a.strip()),
-        attack_params=_params(params), attack_seed=attack_seed, bootstrap=bootstrap, permutations=permutations,
+        attack_params=parse_attack_params(params), attack_seed=attack_seed, bootstrap=bootstrap,
+        permutations=permutations,
         sampler=sampler, sample_steps=sample_steps, samples=samples, mmd_subsets=mmd_subsets,
         mmd_bandwidth=mmd_bandwidth)
     result = run_study(cfg, out_dir, overwrite=overwrite, only=only, workers=workers, threads=threads)
