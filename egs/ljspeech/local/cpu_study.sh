@@ -21,7 +21,8 @@
 #   8 report      holdtts report over study/exp, and docs/study/ (report, rows, metrics) for the commit
 # Each stage is a holdtts command run through recipes/stages.sh: logged, timed, done-marked, and never
 # reused when its command or inputs changed. Models train one thread each, two at a time (two
-# single-threaded processes beat one two-threaded one on these small models: docs/study.md).
+# single-threaded processes give 1.42x the throughput of one two-threaded one on the tiny model:
+# bench/bench_threads.py, docs/study.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
