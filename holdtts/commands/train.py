@@ -1,8 +1,6 @@
 """`holdtts train`: train a system from its YAML config (resumes an existing experiment)."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import click
@@ -41,9 +39,10 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
     Several GPUs or nodes: `torchrun --nproc_per_node 4 -m holdtts.cli train ...` (DistributedDataParallel;
     train.batch_size is per process).
     """
+    from holdtts.commands import report_training
     from holdtts.config import load_config
     from holdtts.training.factory import make_trainer
-    from holdtts.training.loop import StopNow, exit_status
+    from holdtts.training.loop import StopNow
 
     cfg = load_config(list(configs), overrides)  # range-checked: a bad value writes nothing
     try:
@@ -57,11 +56,4 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
     except StopNow as stop:  # a second signal: stopped without the final checkpoint
         click.echo("interrupted again: stopped without saving (the last checkpoint is kept)", err=True)
         sys.exit(128 + stop.signum)
-    if int(os.environ.get("RANK", 0)) == 0:
-        click.echo(json.dumps(summary, indent=2))
-    status = exit_status(summary)
-    if status:
-        if status > 128:
-            click.echo(f"stopped by a signal at step {summary.get('step', '?')} after saving a checkpoint; "
-                       "run the same command again to resume", err=True)
-        sys.exit(status)
+    report_training(summary)

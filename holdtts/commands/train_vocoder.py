@@ -1,8 +1,6 @@
 """`holdtts train-vocoder`: train a HiFi-GAN on the member audio (resumes an existing experiment)."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import click
@@ -47,7 +45,8 @@ def command(configs, exp_dir, data_dir, split, device, overrides, progress):
 
     Use the result with `holdtts vocode --vocoder EXP_DIR` or `holdtts synthesize --vocoder EXP_DIR`.
     """
-    from holdtts.training.loop import StopNow, exit_status
+    from holdtts.commands import report_training
+    from holdtts.training.loop import StopNow
     from holdtts.training.vocoder import VocoderTrainer, load_vocoder_config
 
     cfg = load_vocoder_config(list(configs), overrides)
@@ -56,11 +55,4 @@ def command(configs, exp_dir, data_dir, split, device, overrides, progress):
     except StopNow as stop:
         click.echo("interrupted again: stopped without saving (the last checkpoint is kept)", err=True)
         sys.exit(128 + stop.signum)
-    if int(os.environ.get("RANK", 0)) == 0:
-        click.echo(json.dumps(summary, indent=2))
-    status = exit_status(summary)
-    if status:
-        if status > 128:
-            click.echo(f"stopped by a signal at step {summary.get('step', '?')} after saving a checkpoint; "
-                       "run the same command again to resume", err=True)
-        sys.exit(status)
+    report_training(summary)
