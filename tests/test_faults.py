@@ -129,16 +129,19 @@ def _run_forked(work, kill_at=None, kill_after: float | None = None) -> int | No
             code = 3
         finally:
             os._exit(code)
+    status = None
     if kill_after is not None:
         deadline = time.monotonic() + kill_after
         while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
+            done, polled = os.waitpid(pid, os.WNOHANG)
+            if done:  # the child ended before the deadline and is already reaped: keep its status
+                status = polled
                 break
             time.sleep(0.01)
         else:
             os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return os.WTERMSIG(status)
     assert os.WEXITSTATUS(status) == 0, f"the training child failed (exit {os.WEXITSTATUS(status)})"

@@ -68,6 +68,15 @@ def conditions(tmp_path_factory):
 # Griffin-Lim audio (DNSMOS scores Griffin-Lim's smoother spectra slightly higher); the table must flag
 # them rather than print them as rankings.
 KNOWN_TO_FAIL_ON_ESPEAK = {"wer", "cer", "dnsmos_ovrl"}
+# Speaker FD over 4 utterances does not resolve Griffin-Lim on eSpeak audio: real 0.471 against vocoded
+# 0.493 on one machine, 0.486 against 0.482 on the CI machine (the VAD trimming inside the speaker encoder
+# flips on tiny numeric differences). Only that pair may fail; the table then flags the metric.
+UNRESOLVED_AT_4_UTTERANCES = {"fd_speaker": ("real", "vocoded")}
+
+
+def _unexpected(key: str, failures: list[str]) -> list[str]:
+    pair = UNRESOLVED_AT_4_UTTERANCES.get(key)
+    return [f for f in failures if not (pair and f.startswith(f"{pair[0]} ") and f" vs {pair[1]} " in f)]
 
 
 @pytest.mark.slow
@@ -76,10 +85,10 @@ def test_every_metric_ranks_the_conditions_correctly(conditions):
     expected = {"fd_speaker", "kid_speaker", "spk_cosine", "fd_logmel", "kid_logmel", "dnsmos_ovrl", "wer", "cer",
                 "mcd"}
     assert expected <= set(table["metrics"])
-    failures = {k: e["failures"] for k, e in table["metrics"].items()
+    failures = {k: _unexpected(k, e["failures"]) for k, e in table["metrics"].items()
                 if not e["ranks_correctly"] and k not in KNOWN_TO_FAIL_ON_ESPEAK}
-    assert not failures, failures
-    assert set(sanity.flagged(table)) <= KNOWN_TO_FAIL_ON_ESPEAK
+    assert not any(failures.values()), failures
+    assert set(sanity.flagged(table)) <= KNOWN_TO_FAIL_ON_ESPEAK | set(UNRESOLVED_AT_4_UTTERANCES)
     assert "wrong_text" in table["metrics"]["wer"]["values"]
     assert "wrong_text" not in table["metrics"]["fd_speaker"]["values"]  # same audio as real: not applicable
     real = conditions["real"]

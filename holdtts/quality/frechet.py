@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 
 from holdtts.errors import HoldttsError
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample
@@ -94,39 +93,47 @@ def _is_singular(cov: np.ndarray) -> bool:
     return np.linalg.matrix_rank(cov, hermitian=True) < cov.shape[0]
 
 
+def _psd_root(cov: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix (eigenvalues below zero from round-off are clipped)."""
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """tr((S_a S_b)^(1/2)) for PSD S_a, S_b, computed as tr((S_a^1/2 S_b S_a^1/2)^(1/2)).
+
+    S_a^1/2 S_b S_a^1/2 is symmetric PSD with the eigenvalues of S_a S_b, so its symmetric eigenvalues give
+    the trace without a general matrix square root: no complex round-off to discard, and well defined when
+    the covariances are singular (always so when n <= dim), where scipy.linalg.sqrtm of the non-symmetric
+    product (what pytorch-fid does) works on an ill-conditioned matrix.
+    """
+    root_a = _psd_root(cov_a)
+    cross = root_a @ cov_b @ root_a
+    values = np.linalg.eigvalsh((cross + cross.T) / 2)
+    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
+
+
 def frechet_distance_from_stats(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray,
                                 eps: float = DEFAULT_EPS) -> tuple[float, float]:
     """Frechet distance between N(mu_a, cov_a) and N(mu_b, cov_b); returns (distance, eps used).
 
-    The matrix square root is scipy.linalg.sqrtm of cov_a @ cov_b. As in pytorch-fid, when that product
-    is singular (a covariance of rank < dim, always so when n <= dim) or its root is not finite, `eps` is
-    added to both diagonals; the traces then use the same offset covariances, so the value is the exact
-    distance between the regularised Gaussians (identical sets still give ~0). The root of a product of
-    PSD matrices has real eigenvalues; the imaginary residue sqrtm leaves is discarded when it is round-off
-    and an error is raised when it is not.
+    As in pytorch-fid, when a covariance is singular (rank < dim, always so when n <= dim) `eps` is added to
+    both diagonals, and the traces use the same offset covariances, so the value is the exact distance
+    between the regularised Gaussians (identical sets still give ~0). The trace of the root is taken by
+    symmetric eigendecomposition (`trace_sqrt_product`), which is exact and stable for PSD matrices.
     """
     mu_a, mu_b = np.atleast_1d(np.asarray(mu_a, np.float64)), np.atleast_1d(np.asarray(mu_b, np.float64))
     cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
     dim = mu_a.shape[0]
     if mu_b.shape != (dim,) or cov_a.shape != (dim, dim) or cov_b.shape != (dim, dim):
         raise ValueError(f"mismatched shapes: {mu_a.shape}, {cov_a.shape}, {mu_b.shape}, {cov_b.shape}")
+    if not (np.isfinite(cov_a).all() and np.isfinite(cov_b).all()):
+        raise ValueError("covariances hold NaN or infinite values")
     offset = eps if (_is_singular(cov_a) or _is_singular(cov_b)) else 0.0
-    while True:
-        reg_a = cov_a + offset * np.eye(dim)
-        reg_b = cov_b + offset * np.eye(dim)
-        covmean = scipy.linalg.sqrtm(reg_a @ reg_b)
-        residue_ok = True
-        if np.iscomplexobj(covmean):
-            scale = max(np.abs(covmean.real).max(), np.finfo(np.float64).tiny)
-            residue_ok = np.abs(np.diagonal(covmean).imag).max() <= 1e-3 * scale
-        if np.isfinite(covmean).all() and residue_ok:
-            break
-        if offset > 0 or eps <= 0:
-            raise ValueError("matrix square root of the covariance product is not real; the covariances "
-                             "are too ill-conditioned for a Frechet distance (raise eps or add samples)")
-        offset = eps
+    reg_a = cov_a + offset * np.eye(dim)
+    reg_b = cov_b + offset * np.eye(dim)
     diff = mu_a - mu_b
-    value = diff @ diff + np.trace(reg_a) + np.trace(reg_b) - 2.0 * np.trace(covmean).real
+    value = diff @ diff + np.trace(reg_a) + np.trace(reg_b) - 2.0 * trace_sqrt_product(reg_a, reg_b)
     return float(value), float(offset)
 
 
