@@ -36,6 +36,7 @@ setup(
         "speechmos>=0.0.1.1",
         "onnxruntime>=1.16",
         "pocketsphinx>=5.0",
+        "numba>=0.58",  # the CPU alignment search (also librosa's)
         "jiwer>=3.0",
         "opacus>=1.5",
     ],

@@ -65,6 +65,16 @@ def test_matches_reference_on_random_ragged_batches(ties):
         _check_path(path, t_x, t_y)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_torch_fallback_matches_the_reference_too(ties):
+    """On the CPU the search runs compiled by numba; the torch loop (no numba, or float64) must agree."""
+    gen = torch.Generator().manual_seed(7 + ties)
+    for _ in range(60):
+        log_p, mask, t_x, t_y = _random_case(gen, max_batch=4, max_text=9, max_frames=24, ties=ties)
+        np.testing.assert_array_equal(_mas_torch(log_p, t_x, t_y).numpy(),
+                                      _reference_mas(log_p.numpy(), t_x.numpy(), t_y.numpy()))
+
+
 def test_ties_stay_on_the_current_token_like_grad_tts():
     # Every path scores 0: backtracking stays on a token whenever staying is as good as moving, so the
     # last token takes all the slack (Grad-TTS's Cython rule).
