@@ -64,6 +64,8 @@ def _load() -> ctypes.CDLL:
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synchronize.argtypes = []
     lib.espeak_Synchronize.restype = ctypes.c_int
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     return lib
 
 
@@ -136,3 +138,29 @@ class EspeakSynthesizer:
         if status != _EE_OK:
             raise HoldttsError(f"eSpeak NG failed to synthesize {text!r} (error {status})")
         return audio.astype(np.int16, copy=False)
+
+
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode: IPA in UTF-8
+
+
+def phonemize_ipa(text: str, voice: str = "en-us") -> str:
+    """eSpeak NG's IPA transcription of `text` (stress marks included), as the voice would speak it.
+
+    TextToPhonemes returns one clause per call and advances the text pointer; the clauses are joined
+    with spaces.
+    """
+    clauses = []
+    with _lock:
+        lib = _initialised()
+        global _current_voice
+        if _current_voice != voice:
+            if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise HoldttsError(f"eSpeak NG could not select voice {voice!r}")
+            _current_voice = voice
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        pointer = ctypes.c_char_p(ctypes.addressof(buffer))
+        while pointer.value:
+            out = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA)
+            if out:
+                clauses.append(out.decode("utf-8").strip())
+    return " ".join(c for c in clauses if c)

