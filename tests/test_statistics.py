@@ -17,6 +17,8 @@ from holdtts.privacy.statistics import (
     leakage,
     low_fpr,
     permutation_test,
+    roc_metrics,
+    roc_metrics_batch,
     select,
 )
 
@@ -139,3 +141,16 @@ def test_paired_comparison_uses_only_shared_utterances():
     b_sub = b.restrict(utts=b.utt_ids[:12] + b.utt_ids[32:52])
     out = compare([a], [b_sub], samples=100)
     assert out["num_shared"] == 32
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_batched_roc_metrics_equal_sklearns_row_by_row(ties):
+    rng = np.random.default_rng(5 + ties)
+    labels = np.tile(np.r_[np.ones(7), np.zeros(150)], (40, 1))
+    for row in labels:
+        rng.shuffle(row)
+    scores = rng.integers(0, 6, labels.shape).astype(float) if ties else rng.standard_normal(labels.shape)
+    batch = roc_metrics_batch(labels, scores)
+    for i in range(len(labels)):
+        for name, value in roc_metrics(labels[i], scores[i]).items():
+            assert batch[name][i] == pytest.approx(value, abs=1e-12), (name, i)

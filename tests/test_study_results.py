@@ -1,0 +1,87 @@
+"""The CPU study's results round-trip through git: finished model stages are saved with their done markers,
+and only complete models come back onto a fresh work dir, never over files already there."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "egs" / "ljspeech" / "local" / "study_results.py"
+spec = importlib.util.spec_from_file_location("study_results", SCRIPT)
+study_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study_results)
+
+
+def _model(work: Path, name: str, stages: dict[str, list[str]]) -> None:
+    """stages: marker name -> files (relative to exp/<name>) that stage wrote."""
+    for marker, files in stages.items():
+        for relative in files:
+            path = work / "exp" / name / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{name}/{relative}")
+        (work / ".done").mkdir(parents=True, exist_ok=True)
+        (work / ".done" / marker).write_text(f"fingerprint of {marker}")
+
+
+def _full(name: str, sys: str, k: int) -> dict[str, list[str]]:
+    return {f"stage5.train-{sys}-seed{k}.done": ["config.yaml", "train_summary.json"],
+            f"stage6.attack-{sys}-seed{k}.done": ["attack/rows.tsv", "attack/metrics.json"],
+            f"stage6.attack-{sys}-seed{k}-blackbox.done": ["attack_blackbox/rows.tsv"],
+            f"stage7.evaluate-{sys}-seed{k}.done": ["evaluate/quality.json"]}
+
+
+def test_names_map_to_cpu_study_stage_markers():
+    assert study_results.system_and_seed("vp") == ("vp", 1)
+    assert study_results.system_and_seed("vp_dp.seed3") == ("vp_dp", 3)
+    assert study_results.marker_name(study_results.TRAIN_STAGE, "hold3.seed2") == "stage5.train-hold3-seed2.done"
+
+
+def test_finished_stages_round_trip_and_partial_models_are_redone(tmp_path):
+    work, results = tmp_path / "study", tmp_path / "docs"
+    _model(work, "vp", _full("vp", "vp", 1))
+    partial = _full("hold3.seed2", "hold3", 2)
+    partial.pop("stage7.evaluate-hold3-seed2.done")
+    _model(work, "hold3.seed2", partial)
+    (work / "exp" / "vp" / "checkpoints").mkdir()
+    (work / "exp" / "vp" / "checkpoints" / "step-1.pt").write_text("weights")
+    (work / "exp" / "vp" / "evaluate" / "sample.wav").write_text("audio")
+    # a stage without its marker (unfinished) is not saved
+    (work / "exp" / "hold3.seed2" / "evaluate").mkdir()
+    (work / "exp" / "hold3.seed2" / "evaluate" / "quality.json").write_text("partial")
+    study_results.save(work, results)
+    bundle = results / "main" / "models"
+    assert (bundle / "vp" / "attack" / "metrics.json").read_text() == "vp/attack/metrics.json"
+    assert not (bundle / "vp" / "checkpoints").exists() and not (bundle / "vp" / "evaluate" / "sample.wav").exists()
+    assert not (bundle / "hold3.seed2" / "evaluate").exists()
+
+    fresh = tmp_path / "fresh"
+    study_results.restore(fresh, results)
+    assert (fresh / "exp" / "vp" / "attack" / "rows.tsv").read_text() == "vp/attack/rows.tsv"
+    marker = "stage7.evaluate-vp-seed1.done"
+    assert (fresh / ".done" / marker).read_text() == f"fingerprint of {marker}"
+    assert not (fresh / "exp" / "hold3.seed2").exists()  # incomplete: its checkpoints are gone, so it is redone
+
+
+def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, capsys):
+    work, results = tmp_path / "study", tmp_path / "docs"
+    teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json"],
+                "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
+                "stage6.attack-dualmd-seed1-teacher2.done": ["attack_teacher2/rows.tsv"],
+                "stage6.attack-dualmd-seed1-blackbox.done": ["attack_blackbox/rows.tsv"],
+                "stage7.evaluate-dualmd-seed1.done": ["evaluate/quality.json"]}
+    _model(work, "dualmd", teachers)
+    _model(work, "vp", _full("vp", "vp", 1))
+    study_results.save(work, results)
+    fresh = tmp_path / "fresh"
+    study_results.restore(fresh, results)
+    assert not (fresh / "exp" / "dualmd").exists()  # distillmd still needs the teachers' checkpoints
+
+    _model(work, "distillmd", _full("distillmd", "distillmd", 1))
+    study_results.save(work, results)
+    (fresh / ".done" / "stage6.attack-vp-seed1.done").unlink()
+    (fresh / "exp" / "vp" / "attack" / "rows.tsv").write_text("newer")
+    study_results.restore(fresh, results)
+    assert (fresh / "exp" / "dualmd" / "teacher1" / "train_summary.json").is_file()
+    assert (fresh / "exp" / "distillmd" / "evaluate" / "quality.json").is_file()
+    assert (fresh / "exp" / "vp" / "attack" / "rows.tsv").read_text() == "newer"
+    assert not (fresh / ".done" / "stage6.attack-vp-seed1.done").exists()
+    assert "already here" in capsys.readouterr().out
