@@ -85,3 +85,11 @@ def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, 
     assert (fresh / "exp" / "vp" / "attack" / "rows.tsv").read_text() == "newer"
     assert not (fresh / ".done" / "stage6.attack-vp-seed1.done").exists()
     assert "already here" in capsys.readouterr().out
+
+
+def test_a_pipeline_saves_only_its_own_model(tmp_path):
+    work, results = tmp_path / "study", tmp_path / "docs"
+    _model(work, "vp", _full("vp", "vp", 1))
+    _model(work, "hold2", _full("hold2", "hold2", 1))
+    study_results.save(work, results, model="hold2")
+    assert sorted(p.name for p in (results / "main" / "models").iterdir()) == ["hold2"]

@@ -79,6 +79,11 @@ parallel_stage() {
   run_stage "$@" &
   pids+=($!)
 }
+parallel_stage_fn() {  # like parallel_stage, for a shell function that runs several stages
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || return $?; done
+  "$@" &
+  pids+=($!)
+}
 wait_all() {
   local pid status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
@@ -132,7 +137,11 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 [ "$stop_stage" -lt 5 ] && exit 0
 
-# ------------------------------------------------------------------ 5: every system x seed, frozen setting
+# ------------------------------------------------------------------ 5-7: every system x seed, frozen setting
+# One pipeline per model (train, attack, evaluate, then save its results under $results/main/models/), two
+# at a time: a sitting that ends mid-study keeps every finished model, and the next one (on this machine or
+# a fresh one, after `git pull`) restores them and goes on. Seed 1 of every system first, then seed 2, ...;
+# a DistillMD student after its DualMD teachers of the same seed.
 [ -f "$results/frozen.json" ] || { echo "$0: no $results/frozen.json: run stages 0-4 first" >&2; exit 1; }
 m=$(calib frozen members)
 epochs=$(calib frozen epochs)
@@ -141,63 +150,50 @@ dump=$work/dump_m$m
 frozen=(--config "$results/frozen.yaml" --set train.attack_every_epochs=$(( epochs / 5 > 0 ? epochs / 5 : 1 ))
         --set train.attack=loss,pia,sima,duration,prior --set train.attack_max_utts=$nonmembers
         --set train.sample_every=0)
+attack_args=(--data-dir "$data" --dump-dir "$dump" --seed "$attack_seed" --device "$device" "${attack_param_args[@]}")
 exp_of() { if [ "$2" = 1 ]; then echo "$work/exp/$1"; else echo "$work/exp/$1.seed$2"; fi; }
-train_system() {  # train_system SYS SEED [extra --set ...]
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 5 ]; then
+  python local/study_results.py --work-dir "$work" --results-dir "$results" --restore
+fi
+model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and 7 of one model, then save
   local sys=$1 k=$2; shift 2
-  local conf=conf/$sys.yaml
+  local conf=conf/$sys.yaml exp
+  exp=$(exp_of "$sys" "$k")
   [ -f "$conf" ] || { echo "$0: no $conf" >&2; return 2; }
-  parallel_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
-    --set train.seed=$(( 1233 + k )) "$@" --exp-dir "$(exp_of "$sys" "$k")" --data-dir "$data" --dump-dir "$dump" \
+  run_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
+    --set train.seed=$(( 1233 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
     --device "$device" --no-progress
+  if [[ "$sys" == dualmd* ]]; then
+    for t in 1 2; do  # each teacher against its own half (its members) and the shared non-members
+      run_stage 6 "attack-$sys-seed$k-teacher$t" holdtts attack --model "$exp/teacher$t" \
+        --out-dir "$exp/attack_teacher$t" --attack all "${attack_args[@]}"
+    done
+  else
+    run_stage 6 "attack-$sys-seed$k" holdtts attack --model "$exp" --out-dir "$exp/attack" --attack all \
+      "${attack_args[@]}"
+  fi
+  run_stage 6 "attack-$sys-seed$k-blackbox" holdtts attack --model "$exp" --out-dir "$exp/attack_blackbox" \
+    --members members --attack synth_distance --param synth_distance.steps=10 "${attack_args[@]}"
+  run_stage 7 "evaluate-$sys-seed$k" holdtts evaluate --model "$exp" --out-dir "$exp/evaluate" \
+    --data-dir "$data" --dump-dir "$dump" --vocoder griffin-lim --sampler "$eval_sampler" --steps "$eval_steps" \
+    --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"
+  python local/study_results.py --work-dir "$work" --results-dir "$results" --model "$(basename "$exp")"
 }
+pipeline() { parallel_stage_fn model_pipeline "$@"; }
 for k in $(seq 1 "$seeds"); do
   for sys in $systems; do
     case "$sys" in distillmd*) continue ;; esac  # after their teachers
-    train_system "$sys" "$k"
+    pipeline "$sys" "$k"
   done
-done
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then wait_all; fi
-for k in $(seq 1 "$seeds"); do
+  wait_all
   for sys in $systems; do
     case "$sys" in
-      distillmd) train_system "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd "$k")" ;;
-      distillmd_hold3) train_system "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd_hold3 "$k")" ;;
+      distillmd) pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd "$k")" ;;
+      distillmd_hold3) pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd_hold3 "$k")" ;;
     esac
   done
+  wait_all
 done
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then wait_all; fi
-
-# ------------------------------------------------------------------ 6: attacks (same utterances and noise for all)
-attack_args=(--data-dir "$data" --dump-dir "$dump" --seed "$attack_seed" --device "$device" "${attack_param_args[@]}")
-for k in $(seq 1 "$seeds"); do
-  for sys in $systems; do
-    exp=$(exp_of "$sys" "$k")
-    if [[ "$sys" == dualmd* ]]; then
-      for t in 1 2; do
-        # each teacher against its own half (its members) and the shared non-members
-        parallel_stage 6 "attack-$sys-seed$k-teacher$t" holdtts attack --model "$exp/teacher$t" \
-          --out-dir "$exp/attack_teacher$t" --attack all "${attack_args[@]}"
-      done
-    else
-      parallel_stage 6 "attack-$sys-seed$k" holdtts attack --model "$exp" --out-dir "$exp/attack" --attack all \
-        "${attack_args[@]}"
-    fi
-    parallel_stage 6 "attack-$sys-seed$k-blackbox" holdtts attack --model "$exp" --out-dir "$exp/attack_blackbox" \
-      --members members --attack synth_distance --param synth_distance.steps=10 "${attack_args[@]}"
-  done
-done
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then wait_all; fi
-
-# ------------------------------------------------------------------ 7: quality, one sampler for all
-for k in $(seq 1 "$seeds"); do
-  for sys in $systems; do
-    exp=$(exp_of "$sys" "$k")
-    parallel_stage 7 "evaluate-$sys-seed$k" holdtts evaluate --model "$exp" --out-dir "$exp/evaluate" \
-      --data-dir "$data" --dump-dir "$dump" --vocoder griffin-lim --sampler "$eval_sampler" --steps "$eval_steps" \
-      --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"
-  done
-done
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then wait_all; fi
 
 # ------------------------------------------------------------------ 8: the report and the committed results
 names=$(for k in $(seq 1 "$seeds"); do for sys in $systems; do basename "$(exp_of "$sys" "$k")"; done; done)

@@ -4,6 +4,8 @@
     local/study_calibration.py collect --work-dir study --results-dir ../../docs/study
     local/study_calibration.py freeze  --work-dir study --results-dir ../../docs/study
     local/study_calibration.py frozen  --results-dir ../../docs/study members|config   (for the shell)
+    local/study_calibration.py table   --results-dir ../../docs/study    (markdown of calibration.tsv)
+    local/study_calibration.py figure  --results-dir ../../docs/study    (calibration.png)
 
 `collect` reads study/calib/<setting>/attack_step-N/{rows.tsv,metrics.json} (vp only), copies the rows and
 metrics into <results-dir>/calibration/<setting>/step-N/, and writes <results-dir>/calibration.tsv: one line
@@ -169,9 +171,62 @@ def freeze(work: Path, results: Path, grid: dict) -> None:
     print(f"frozen: {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs) -> {path}")
 
 
+def _read_tsv(results: Path) -> list[dict]:
+    import csv
+
+    with open(results / "calibration.tsv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def table(results: Path) -> str:
+    """docs/study.md's calibration table, from calibration.tsv."""
+    lines = ["| setting | members | epochs | training s | held-out AUROC [95% CI] | attack (t, direction) | p | "
+             "in-sample max (optimistic) | qualifies |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in _read_tsv(results):
+        t = "" if r["headline_t"] in ("", "-") else f"t {r['headline_t']}, "
+        lines.append(f"| {r['setting']} | {r['members']} | {r['epoch']} | {float(r['train_seconds']):.0f} | "
+                     f"{float(r['auroc']):.3f} [{float(r['auroc_ci_low']):.3f}, {float(r['auroc_ci_high']):.3f}] | "
+                     f"{r['headline_attack']} ({t}{r['direction']}) | {float(r['p_value']):.2g} | "
+                     f"{float(r['in_sample_max_auroc']):.3f} | {r['qualifies']} |")
+    return "\n".join(lines)
+
+
+def figure(results: Path) -> Path:
+    """Held-out AUROC (with its interval) and permutation p against training seconds, one line per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _read_tsv(results)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == name]
+        x = [float(r["train_seconds"]) / 60 for r in mine]
+        y = [float(r["auroc"]) for r in mine]
+        err = [[v - float(r["auroc_ci_low"]) for v, r in zip(y, mine)],
+               [float(r["auroc_ci_high"]) - v for v, r in zip(y, mine)]]
+        line = left.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
+        right.plot(x, [float(r["p_value"]) for r in mine], marker="o", color=line[0].get_color(), label=name)
+    left.axhline(0.5, color="grey", lw=0.8)
+    left.axhline(0.9, color="grey", lw=0.8, ls="--")
+    left.set(xlabel="vp training minutes (train_summary.json; round 1 on a loaded machine)", ylabel="held-out AUROC (95% CI)",
+             title="leakage of vp by training time")
+    right.axhline(0.01, color="grey", lw=0.8, ls="--")
+    right.set(xlabel="vp training minutes", ylabel="permutation p", yscale="log", title="is leakage detected?")
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    path = results / "calibration.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("collect", "freeze", "frozen"))
+    parser.add_argument("action", choices=("collect", "freeze", "frozen", "table", "figure"))
     parser.add_argument("field", nargs="?", help="for 'frozen': members | epochs | setting")
     parser.add_argument("--work-dir", type=Path, default=HERE / "study")
     parser.add_argument("--results-dir", type=Path, default=HERE.parent.parent / "docs" / "study")
@@ -185,6 +240,10 @@ def main() -> None:
                   f"{row['in_sample_max_auroc']:.3f}; qualifies {row['qualifies']}")
     elif args.action == "freeze":
         freeze(args.work_dir, args.results_dir, grid)
+    elif args.action == "table":
+        print(table(args.results_dir))
+    elif args.action == "figure":
+        print(figure(args.results_dir))
     else:
         frozen = json.loads((args.results_dir / "frozen.json").read_text(encoding="utf-8"))
         value = frozen[args.field]
