@@ -3,6 +3,7 @@ and only complete models come back onto a fresh work dir, never over files alrea
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "egs" / "ljspeech" / "local" / "study_results.py"
@@ -61,7 +62,7 @@ def test_finished_stages_round_trip_and_partial_models_are_redone(tmp_path):
     assert not (fresh / "exp" / "hold3.seed2").exists()  # incomplete: its checkpoints are gone, so it is redone
 
 
-def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, capsys):
+def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path):
     work, results = tmp_path / "study", tmp_path / "docs"
     teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json"],
                 "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
@@ -82,9 +83,42 @@ def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, 
     study_results.restore(fresh, results)
     assert (fresh / "exp" / "dualmd" / "teacher1" / "train_summary.json").is_file()
     assert (fresh / "exp" / "distillmd" / "evaluate" / "quality.json").is_file()
-    assert (fresh / "exp" / "vp" / "attack" / "rows.tsv").read_text() == "newer"
+    assert (fresh / "exp" / "vp" / "attack" / "rows.tsv").read_text() == "newer"  # a model here is never touched
     assert not (fresh / ".done" / "stage6.attack-vp-seed1.done").exists()
-    assert "already here" in capsys.readouterr().out
+
+
+def _data_dir(folder: Path, wav_root: str, text: str) -> None:
+    (folder / "members").mkdir(parents=True)
+    (folder / "splits.json").write_text("{}")
+    (folder / "members" / "wav.scp").write_text(f"u1 {wav_root}/wavs/u1.wav\n")
+    (folder / "members" / "text").write_text(f"u1 {text}\n")
+
+
+def test_restore_recomputes_the_machine_dependent_checksums_of_the_same_data(tmp_path, monkeypatch):
+    """A fresh clone elsewhere: the same splits with other absolute paths are accepted (the marker's data
+    line recomputed here); other texts are refused."""
+    for where, text in (("same", "hello there"), ("other", "goodbye")):
+        root = tmp_path / where
+        monkeypatch.chdir(tmp_path)
+        _data_dir(Path("machine1") / "data", "/first/place", "hello there")
+        fingerprint = "\n".join(["command: holdtts train --data-dir machine1/data",
+                                  *study_results.local_fingerprint("machine1/data")])
+        stages = _full("vp", "vp", 1)
+        _model(root / "study", "vp", stages)
+        for marker in stages:
+            (root / "study" / ".done" / marker).write_text(fingerprint + "\n")
+        study_results.save(root / "study", root / "docs")
+        shutil.rmtree("machine1")
+        _data_dir(Path("machine1") / "data", "/second/place", text)  # the fresh machine's copy
+        study_results.restore(root / "fresh", root / "docs")
+        restored = root / "fresh" / ".done" / "stage5.train-vp-seed1.done"
+        if text == "hello there":
+            assert restored.read_text() == "\n".join(["command: holdtts train --data-dir machine1/data",
+                                                      *study_results.local_fingerprint("machine1/data")]) + "\n"
+            assert restored.read_text() != fingerprint + "\n"  # wav.scp's paths changed the raw checksum
+        else:
+            assert not restored.exists() and not (root / "fresh" / "exp" / "vp").exists()
+        shutil.rmtree("machine1")
 
 
 def test_a_pipeline_saves_only_its_own_model(tmp_path):

@@ -3,6 +3,7 @@
 committed models back onto a fresh machine, so the study resumes across sittings and machines.
 
     local/study_results.py --work-dir study --results-dir ../../docs/study            # save
+    local/study_results.py --work-dir study --results-dir ../../docs/study --model vp # one model
     local/study_results.py --work-dir study --results-dir ../../docs/study --restore  # restore
 
 save: the report (report.md, report.json, headline.tsv, figures) when there is one, and for every model
@@ -10,17 +11,22 @@ the small files of each stage that finished (its done marker exists): the traini
 config (stage 5), attack rows and metrics (stage 6), the quality summary and per-sentence table (stage 7),
 each with the stage's done marker. No checkpoint, no audio.
 
-restore: for every saved model whose stages all finished (training, attacks, quality; for a DualMD
-system, its DistillMD student's too), each stage whose marker is missing here is copied back into
-study/exp/<model>/ with its marker, so cpu_study.sh skips it; the marker still records the inputs' checksums
-(splits, features), so a stage restored onto different data is refused by recipes/stages.sh, never
-reused. Files already here are never overwritten: such a stage is left alone and reported.
+restore: every saved model whose stages all finished (training, attacks, quality; for a DualMD system, its
+DistillMD student's too) and that is not here at all is copied back into study/exp/<model>/ with its done
+markers, so cpu_study.sh skips it. Only when the splits and features here hold the same content as the
+ones it was trained and attacked on (inputs.json: the tables with wav.scp reduced to file names, the
+features' settings, sizes and text checksums); the markers' data and features checksums, which depend on
+paths and on the manifest's timings, are then recomputed here. A model folder already here is never
+touched.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 KEEP = ("rows.tsv", "metrics.json", "attack.json", "quality.json", "quality.tsv", "train_summary.json",
@@ -30,6 +36,45 @@ STAGE_OF_FOLDER = {"attack": "6:attack-{sys}-seed{k}", "attack_teacher1": "6:att
                    "attack_teacher2": "6:attack-{sys}-seed{k}-teacher2",
                    "attack_blackbox": "6:attack-{sys}-seed{k}-blackbox", "evaluate": "7:evaluate-{sys}-seed{k}"}
 TRAIN_STAGE = "5:train-{sys}-seed{k}"
+STAGES_SH = Path(__file__).resolve().parents[3] / "recipes" / "stages.sh"
+MACHINE_LINES = ("data", "features")  # marker lines whose checksums depend on paths and timings, not content
+INPUTS = "inputs.json"
+
+
+def stable_description(folder: Path) -> str | None:
+    """What a data or features folder holds, without what differs between machines: the split tables
+    with wav.scp reduced to file names, or the features' settings, sizes and text checksums (not the
+    manifest's timings). None when the folder is not there."""
+    digest = hashlib.sha256()
+    if (folder / "splits.json").is_file():
+        for table in sorted(p for p in folder.glob("*/*") if p.name in ("wav.scp", "text", "text.raw",
+                                                                        "utt2num_samples")):
+            text = table.read_text(encoding="utf-8")
+            if table.name == "wav.scp":
+                text = "\n".join(f"{line.split(maxsplit=1)[0]} {Path(line.split(maxsplit=1)[-1]).name}"
+                                  for line in text.splitlines() if line.strip())
+            digest.update(f"{table.relative_to(folder)}\0{text}\0".encode())
+        return "data " + digest.hexdigest()
+    if (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        inputs = {k: v for k, v in manifest.get("fingerprint", {}).get("inputs", {}).items() if k != "wav.scp"}
+        kept = {"features": manifest.get("fingerprint", {}).get("features"), "inputs": inputs,
+                "num_utts": manifest.get("num_utts"), "num_frames": manifest.get("num_frames")}
+        return "features " + hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+    return None
+
+
+def machine_folders(marker: Path) -> list[str]:
+    """The data and features folders a done marker records checksums of."""
+    return [line.split()[1] for line in marker.read_text(encoding="utf-8").splitlines()
+            if line.split(" ", 1)[0] in MACHINE_LINES]
+
+
+def local_fingerprint(folder: str) -> list[str]:
+    """recipes/stages.sh's fingerprint lines of a folder, computed here."""
+    out = subprocess.run(["bash", "-c", '. "$0"; _dir_fingerprint "$1"', str(STAGES_SH), folder],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
 
 
 def system_and_seed(model: str) -> tuple[str, int]:
@@ -56,16 +101,20 @@ def stage_files(exp: Path) -> dict[str, list[Path]]:
     return groups
 
 
-def save(work: Path, results: Path) -> None:
+def save(work: Path, results: Path, model: str | None = None) -> None:
+    """Save the report and every model's finished stages, or only `model`'s (what a model's pipeline does
+    when it ends)."""
     out = results / "main"
     out.mkdir(parents=True, exist_ok=True)
     report = work / "report"
-    if report.is_dir():
+    if report.is_dir() and model is None:
         for path in report.iterdir():
             if path.is_file():
                 shutil.copyfile(path, out / path.name)
     saved = 0
     for exp in sorted(p for p in (work / "exp").glob("*") if p.is_dir() and not p.name.startswith(".")):
+        if model is not None and exp.name != model:
+            continue
         for stage, files in stage_files(exp).items():
             marker = work / ".done" / marker_name(stage, exp.name)
             if not marker.is_file():
@@ -76,8 +125,13 @@ def save(work: Path, results: Path) -> None:
                 shutil.copyfile(exp / relative, bundle / relative)
             (bundle / ".done").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(marker, bundle / ".done" / marker.name)
+            inputs_path = bundle / ".done" / INPUTS
+            inputs = json.loads(inputs_path.read_text(encoding="utf-8")) if inputs_path.is_file() else {}
+            inputs.update({folder: stable_description(Path(folder)) for folder in machine_folders(marker)})
+            inputs_path.write_text(json.dumps(inputs, indent=1, sort_keys=True), encoding="utf-8")
             saved += 1
-    print(f"saved {saved} finished model stages and the report (if any) to {out}")
+    print(f"saved {saved} finished stages of {model or 'every model'} to {out / 'models'}"
+          + ("" if model else " (and the report, if any)"))
 
 
 # A DualMD system's teachers are what its DistillMD student is trained from: restored (without their
@@ -105,30 +159,42 @@ def complete(bundle: Path) -> bool:
 
 
 def restore(work: Path, results: Path) -> None:
-    restored = kept = 0
+    restored = 0
     for bundle in sorted((results / "main" / "models").glob("*")):
         if not complete(bundle):
             print(f"{bundle.name}: not every stage finished when it was saved; the study redoes it")
             continue
         exp = work / "exp" / bundle.name
+        if exp.exists():
+            continue  # here already (trained here, or restored before): never mixed with saved files
+        saved = json.loads((bundle / ".done" / INPUTS).read_text(encoding="utf-8")) \
+            if (bundle / ".done" / INPUTS).is_file() else {}
+        differ = [folder for folder, description in saved.items() if stable_description(Path(folder)) != description]
+        if differ:
+            print(f"{bundle.name}: not restored: {differ[0]} is missing or holds other data than it was trained and "
+                  "attacked on; the study redoes it")
+            continue
+        markers = []
         for stage, files in stage_files(bundle).items():
             saved_marker = bundle / ".done" / marker_name(stage, bundle.name)
-            marker = work / ".done" / saved_marker.name
-            if not saved_marker.is_file() or marker.exists():
-                continue
-            clashes = [r for r in files if (exp / r).exists()]
-            if clashes:
-                print(f"{exp}: not restoring {saved_marker.name}: {clashes[0]} is already here")
-                kept += 1
-                continue
             for relative in files:
                 (exp / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(bundle / relative, exp / relative)
+            markers.append(saved_marker)
+        for saved_marker in markers:
+            # The data and features checksums are recomputed here: the same content, this machine's paths.
+            lines, text = [], saved_marker.read_text(encoding="utf-8")
+            for line in text.splitlines():
+                kind = line.split(" ", 1)[0]
+                if kind in MACHINE_LINES:
+                    lines += [x for x in local_fingerprint(line.split()[1]) if x.split(" ", 1)[0] == kind]
+                else:
+                    lines.append(line)
+            marker = work / ".done" / saved_marker.name
             marker.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(saved_marker, marker)
-            restored += 1
-    print(f"restored {restored} finished model stages from {results / 'main' / 'models'}"
-          + (f"; left {kept} alone" if kept else ""))
+            marker.write_text("\n".join(lines) + ("\n" if text.endswith("\n") else ""), encoding="utf-8")
+        restored += 1
+    print(f"restored {restored} complete models from {results / 'main' / 'models'}")
 
 
 def main() -> None:
@@ -136,8 +202,12 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--results-dir", type=Path, required=True)
     parser.add_argument("--restore", action="store_true", help="bring committed models back into the work dir")
+    parser.add_argument("--model", help="save only this model (a folder name under <work-dir>/exp)")
     args = parser.parse_args()
-    (restore if args.restore else save)(args.work_dir, args.results_dir)
+    if args.restore:
+        restore(args.work_dir, args.results_dir)
+    else:
+        save(args.work_dir, args.results_dir, model=args.model)
 
 
 if __name__ == "__main__":
