@@ -71,16 +71,22 @@ nonmembers=$(setting - nonmembers)
 num_test=$(setting - test)
 base_config=(--config conf/vp.yaml --config conf/tiny.yaml)
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Ctrl-C or a kill reaches every job: background commands of a script ignore SIGINT, so without this the
+# attacks and evaluations of running pipelines would go on with nobody waiting for them. Trainings stop
+# at a checkpoint and exit 143; nothing is marked done.
+trap 'trap "" INT TERM; kill -TERM 0 2>/dev/null; wait; exit 130' INT TERM
 
 # run at most $jobs commands at once: `parallel_stage ...` starts one in the background, `wait_all` joins
 pids=()
+# A job that fails is reported by wait_all (the barrier), which stops the script after the jobs still
+# running have ended: never while one of them may be writing.
 parallel_stage() {
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || return $?; done
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   run_stage "$@" &
   pids+=($!)
 }
 parallel_stage_fn() {  # like parallel_stage, for a shell function that runs several stages
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || return $?; done
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   "$@" &
   pids+=($!)
 }
@@ -152,7 +158,7 @@ frozen=(--config "$results/frozen.yaml" --set train.attack_every_epochs=$(( epoc
         --set train.sample_every=0)
 attack_args=(--data-dir "$data" --dump-dir "$dump" --seed "$attack_seed" --device "$device" "${attack_param_args[@]}")
 exp_of() { if [ "$2" = 1 ]; then echo "$work/exp/$1"; else echo "$work/exp/$1.seed$2"; fi; }
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 5 ]; then
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 5 ]; then
   python local/study_results.py --work-dir "$work" --results-dir "$results" --restore
 fi
 model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and 7 of one model, then save
@@ -181,6 +187,7 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
 }
 pipeline() { parallel_stage_fn model_pipeline "$@"; }
 for k in $(seq 1 "$seeds"); do
+  [ "$stage" -le 7 ] || break
   for sys in $systems; do
     case "$sys" in distillmd*) continue ;; esac  # after their teachers
     pipeline "$sys" "$k"
