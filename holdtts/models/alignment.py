@@ -165,8 +165,10 @@ def _mas_triton(log_p: torch.Tensor, t_x: torch.Tensor, t_y: torch.Tensor) -> to
     return _path_from_tokens(token_of_frame, n_text, t_y, log_p.dtype)
 
 
-def _mas_cells(log_p, t_x, t_y, token_of_frame):  # pragma: no cover - compiled by numba
-    """The dynamic program of `_reference_mas` (float32, ties stay), writing each frame's token."""
+def _mas_cells(log_p, t_x, t_y, token_of_frame):
+    """The monotonic alignment dynamic program (float32, ties stay on the current token, as Grad-TTS's
+    Cython), writing each frame's token. Token x is reachable at frame y only if x <= y, and can still
+    reach the end only if n_x - x <= n_y - y."""
     for b in range(log_p.shape[0]):
         n_x, n_y = t_x[b], t_y[b]
         score = np.full((n_x, n_y), -np.inf, dtype=np.float32)
@@ -245,29 +247,18 @@ def durations_to_path(durations: torch.Tensor, x_mask: torch.Tensor, y_mask: tor
 
 
 def _reference_mas(log_p: np.ndarray, t_x: np.ndarray, t_y: np.ndarray) -> np.ndarray:
-    """The textbook dynamic program, one cell at a time in float32, like Grad-TTS's Cython.
+    """The textbook dynamic program (`_mas_cells`) run as plain Python, one cell at a time in float32, like
+    Grad-TTS's Cython: the CPU search is the same function compiled by numba, the torch and Triton searches
+    are independent implementations checked against it.
 
     Used by the tests and the benchmark as the reference; too slow for training.
     """
     log_p = np.asarray(log_p, dtype=np.float32)
+    token_of_frame = np.zeros((log_p.shape[0], log_p.shape[2]), dtype=np.int64)
+    t_y = np.asarray(t_y, dtype=np.int64)
+    _mas_cells(log_p, np.asarray(t_x, dtype=np.int64), t_y, token_of_frame)
     path = np.zeros(log_p.shape, dtype=np.float32)
     for b in range(log_p.shape[0]):
-        n_x, n_y = int(t_x[b]), int(t_y[b])
-        score = np.full((n_x, n_y), -np.inf, dtype=np.float32)
-        for y in range(n_y):
-            # token x is reachable at frame y only if x <= y, and can still reach the end if
-            # n_x - x <= n_y - y
-            for x in range(max(0, n_x - n_y + y), min(n_x, y + 1)):
-                if y == 0:
-                    best_before = np.float32(0.0)
-                else:
-                    stay = score[x, y - 1]
-                    move = score[x - 1, y - 1] if x > 0 else np.float32(-np.inf)
-                    best_before = max(stay, move)
-                score[x, y] = best_before + log_p[b, x, y]
-        x = n_x - 1
-        for y in range(n_y - 1, -1, -1):
-            path[b, x, y] = 1.0
-            if x > 0 and (x == y or score[x - 1, y - 1] > score[x, y - 1]):
-                x -= 1
+        frames = np.arange(t_y[b])
+        path[b, token_of_frame[b, frames], frames] = 1.0
     return path

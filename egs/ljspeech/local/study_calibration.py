@@ -210,8 +210,8 @@ def figure(results: Path) -> Path:
         right.plot(x, [float(r["p_value"]) for r in mine], marker="o", color=line[0].get_color(), label=name)
     left.axhline(0.5, color="grey", lw=0.8)
     left.axhline(0.9, color="grey", lw=0.8, ls="--")
-    left.set(xlabel="vp training minutes (train_summary.json; round 1 on a loaded machine)", ylabel="held-out AUROC (95% CI)",
-             title="leakage of vp by training time")
+    left.set(xlabel="vp training minutes (train_summary.json; round 1 on a loaded machine)",
+             ylabel="held-out AUROC (95% CI)", title="leakage of vp by training time")
     right.axhline(0.01, color="grey", lw=0.8, ls="--")
     right.set(xlabel="vp training minutes", ylabel="permutation p", yscale="log", title="is leakage detected?")
     left.legend(fontsize=7)
