@@ -92,6 +92,19 @@ def espeak_version() -> str:
         return _initialised().espeak_Info(None).decode()
 
 
+def _use_voice(lib: ctypes.CDLL, voice: str) -> None:
+    """Make `voice` the library's current voice (call with _lock held)."""
+    global _current_voice
+    if _current_voice == voice:
+        return
+    status = lib.espeak_SetVoiceByName(voice.encode())
+    if status == _EE_NOT_FOUND:
+        raise HoldttsError(f"eSpeak NG has no voice {voice!r} (try 'en-us' or 'en')")
+    if status != _EE_OK:
+        raise HoldttsError(f"eSpeak NG could not select voice {voice!r} (error {status})")
+    _current_voice = voice
+
+
 class EspeakSynthesizer:
     """One eSpeak NG voice; `synthesize` returns 22050 Hz mono int16 audio."""
 
@@ -102,15 +115,7 @@ class EspeakSynthesizer:
             self._select_voice()
 
     def _select_voice(self) -> None:
-        global _current_voice
-        if _current_voice == self.voice:
-            return
-        status = self._lib.espeak_SetVoiceByName(self.voice.encode())
-        if status == _EE_NOT_FOUND:
-            raise HoldttsError(f"eSpeak NG has no voice {self.voice!r} (try 'en-us' or 'en')")
-        if status != _EE_OK:
-            raise HoldttsError(f"eSpeak NG could not select voice {self.voice!r} (error {status})")
-        _current_voice = self.voice
+        _use_voice(self._lib, self.voice)
 
     def synthesize(self, text: str, rate_wpm: int = 175, pitch: int = 50,
                    pitch_range: int = 50) -> np.ndarray:
@@ -152,11 +157,7 @@ def phonemize_ipa(text: str, voice: str = "en-us") -> str:
     clauses = []
     with _lock:
         lib = _initialised()
-        global _current_voice
-        if _current_voice != voice:
-            if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise HoldttsError(f"eSpeak NG could not select voice {voice!r}")
-            _current_voice = voice
+        _use_voice(lib, voice)
         buffer = ctypes.create_string_buffer(text.encode("utf-8"))
         pointer = ctypes.c_char_p(ctypes.addressof(buffer))
         while pointer.value:

@@ -194,10 +194,11 @@ def _numba_cells():
     return numba.njit(cache=True, nogil=True)(_mas_cells)
 
 
-def _mas_numba(log_p: torch.Tensor, t_x: torch.Tensor, t_y: torch.Tensor) -> torch.Tensor:
+def _mas_cpu(log_p: torch.Tensor, t_x: torch.Tensor, t_y: torch.Tensor, cells=None) -> torch.Tensor:
+    """`_mas_cells` on CPU tensors: compiled by numba, or (cells=_mas_cells) as plain Python."""
     frames = np.ascontiguousarray(log_p.detach().to(torch.float32).numpy())
     token_of_frame = np.zeros(log_p.shape[::2], dtype=np.int64)
-    _numba_cells()(frames, t_x.numpy().astype(np.int64), t_y.numpy().astype(np.int64), token_of_frame)
+    (cells or _numba_cells())(frames, t_x.numpy().astype(np.int64), t_y.numpy().astype(np.int64), token_of_frame)
     return _path_from_tokens(torch.from_numpy(token_of_frame), log_p.shape[1], t_y, log_p.dtype)
 
 
@@ -226,7 +227,7 @@ def monotonic_alignment_search(log_p: torch.Tensor, mask: torch.Tensor) -> torch
             warnings.warn(f"the Triton alignment search failed ({type(err).__name__}: {err}); "
                           "using the torch version from now on", RuntimeWarning, stacklevel=2)
     if log_p.device.type == "cpu" and numba is not None and log_p.dtype != torch.float64:
-        return _mas_numba(log_p, t_x, t_y)
+        return _mas_cpu(log_p, t_x, t_y)
     return _mas_torch(log_p, t_x, t_y)
 
 
@@ -253,12 +254,5 @@ def _reference_mas(log_p: np.ndarray, t_x: np.ndarray, t_y: np.ndarray) -> np.nd
 
     Used by the tests and the benchmark as the reference; too slow for training.
     """
-    log_p = np.asarray(log_p, dtype=np.float32)
-    token_of_frame = np.zeros((log_p.shape[0], log_p.shape[2]), dtype=np.int64)
-    t_y = np.asarray(t_y, dtype=np.int64)
-    _mas_cells(log_p, np.asarray(t_x, dtype=np.int64), t_y, token_of_frame)
-    path = np.zeros(log_p.shape, dtype=np.float32)
-    for b in range(log_p.shape[0]):
-        frames = np.arange(t_y[b])
-        path[b, token_of_frame[b, frames], frames] = 1.0
-    return path
+    return _mas_cpu(torch.from_numpy(np.asarray(log_p, dtype=np.float32)), torch.as_tensor(t_x),
+                    torch.as_tensor(t_y), cells=_mas_cells).numpy()

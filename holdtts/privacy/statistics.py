@@ -153,19 +153,11 @@ def roc_metrics_batch(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.nd
     tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
     end = np.ones(ordered.shape, dtype=bool)
     end[:, :-1] = ordered[:, :-1] != ordered[:, 1:]
-    out = {"auroc": _row_auroc(scores, labels)}
+    out = {"auroc": auroc(scores, labels)}
     out["asr"] = np.maximum(0.5, np.where(end, (tpr + 1 - fpr) / 2, 0.0).max(axis=1))
     for name, target in FPR_TARGETS.items():
         out[name] = np.where(end & (fpr <= target), tpr, 0.0).max(axis=1)
     return out
-
-
-def _row_auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC of each row of scores [S, N] against its own row of labels [S, N]."""
-    ranks = rankdata(scores, axis=-1)
-    n1 = labels.sum(axis=-1)
-    n0 = labels.shape[-1] - n1
-    return ((ranks * labels).sum(axis=-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def bootstrap(labels: np.ndarray, scores: np.ndarray, samples: int, seed: int, level: float = 0.95):
@@ -184,9 +176,10 @@ def bootstrap(labels: np.ndarray, scores: np.ndarray, samples: int, seed: int, l
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """AUROC of every row of scores [..., N] against labels [N] (Mann-Whitney: ties count a half)."""
+    """AUROC of every row of scores [..., N] against labels [N], or against its own row of labels
+    [..., N] (Mann-Whitney: ties count a half)."""
     ranks = rankdata(scores, axis=-1)
-    n1 = int(labels.sum())
+    n1 = labels.sum(axis=-1)
     n0 = labels.shape[-1] - n1
     return ((ranks * labels).sum(axis=-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 

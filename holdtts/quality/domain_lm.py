@@ -211,6 +211,7 @@ _IPA_TO_ARPABET = {
     "ŋ": "NG", "l": "L", "ɹ": "R", "r": "R", "w": "W", "j": "Y", "ɾ": "T",
     "l̩": "AH L", "n̩": "AH N", "m̩": "AH M",
 }
+_IPA_KEYS = sorted(_IPA_TO_ARPABET, key=len, reverse=True)
 _IPA_SKIP = set("ˈˌːˑ.‿͡ʔ-")
 
 
@@ -221,12 +222,11 @@ def espeak_arpabet(word: str) -> str | None:
 
     ipa = phonemize_ipa(word).replace(" ", "")
     phones, i = [], 0
-    keys = sorted(_IPA_TO_ARPABET, key=len, reverse=True)
     while i < len(ipa):
         if ipa[i] in _IPA_SKIP:
             i += 1
             continue
-        match = next((k for k in keys if ipa.startswith(k, i)), None)
+        match = next((k for k in _IPA_KEYS if ipa.startswith(k, i)), None)
         if match is None:
             return None
         phones.append(_IPA_TO_ARPABET[match])

@@ -275,9 +275,14 @@ def _max_auroc(entries: list[AttackEntry]) -> AttackEntry | None:
     return best
 
 
-def system_group(name: str) -> str:
+def system_and_seed(name: str) -> tuple[str, int]:
+    """An experiment folder's system and training seed: exp/vp is seed 1, exp/vp.seed2 seed 2."""
     match = _SEED_SUFFIX.match(name)
-    return match.group("group") if match else name
+    return (match.group("group"), int(match.group("seed"))) if match else (name, 1)
+
+
+def system_group(name: str) -> str:
+    return system_and_seed(name)[0]
 
 
 def t_sort_key(t: str) -> float:

@@ -150,7 +150,20 @@ class TrainingLoop:
         raise NotImplementedError
 
     def summary(self, stopped: bool) -> dict:
-        raise NotImplementedError
+        """train_summary.json's fields every trainer writes; subclasses add their data and sizes."""
+        return {
+            "system": self.cfg.name,
+            "finished": not stopped and self._finished(),
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "train_seconds": round(self.state.elapsed, 2),
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+            "checkpoint": str(latest_checkpoint(self.exp_dir)),
+        }
+
+    def items_per_second(self) -> float:
+        return round(self.state.utts / max(self.state.elapsed, 1e-9), 2)
 
     def describe(self) -> str:
         """The line logged when training starts."""

@@ -33,9 +33,6 @@ from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.tts import GradTTS
 from holdtts.training.ema import EMA
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
-from holdtts.utils.checkpoint import (
-    latest_checkpoint,
-)
 
 log = logging.getLogger(__name__)
 
@@ -289,18 +286,7 @@ class Trainer(TrainingLoop):
     # ------------------------------------------------------------------ the loop
 
     def summary(self, stopped: bool) -> dict:
-        return {
-            "system": self.cfg.name,
-            "finished": not stopped and self._finished(),
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "train_split": self.cfg.data.train_split,
-            "num_train_utts": len(self.batches.utts),
-            "train_seconds": round(self.state.elapsed, 2),
-            "utts_per_second": round(self.state.utts / max(self.state.elapsed, 1e-9), 2),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "world_size": self.dist.world_size,
-            "device": str(self.device),
-            "checkpoint": str(latest_checkpoint(self.exp_dir)),
-        }
+        return {**super().summary(stopped), "train_split": self.cfg.data.train_split,
+                "num_train_utts": len(self.batches.utts), "utts_per_second": self.items_per_second(),
+                "parameters": sum(p.numel() for p in self.model.parameters())}
 

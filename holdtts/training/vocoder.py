@@ -43,9 +43,6 @@ from holdtts.data.splits import member_checksum
 from holdtts.data.tables import iter_lines, read_table
 from holdtts.errors import ConfigError, HoldttsError, InputError
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
-from holdtts.utils.checkpoint import (
-    latest_checkpoint,
-)
 from holdtts.vocoder.hifigan import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -488,21 +485,10 @@ class VocoderTrainer(TrainingLoop):
         self.sched_d.step()
 
     def summary(self, stopped: bool) -> dict:
-        return {
-            "system": self.cfg.name,
-            "finished": not stopped and self._finished(),
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "train_split": self.split,
-            "num_train_utts": len(self.batches.clips),
-            "train_seconds": round(self.state.elapsed, 2),
-            "segments_per_second": round(self.state.utts / max(self.state.elapsed, 1e-9), 2),
-            "generator_parameters": sum(p.numel() for p in self.generator.parameters()),
-            "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
-            "world_size": self.dist.world_size,
-            "device": str(self.device),
-            "checkpoint": str(latest_checkpoint(self.exp_dir)),
-        }
+        return {**super().summary(stopped), "train_split": self.split, "num_train_utts": len(self.batches.clips),
+                "segments_per_second": self.items_per_second(),
+                "generator_parameters": sum(p.numel() for p in self.generator.parameters()),
+                "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters())}
 
 
 def _grad_norm(parameters) -> float:

@@ -80,16 +80,12 @@ trap 'trap "" INT TERM; kill -TERM 0 2>/dev/null; wait; exit 130' INT TERM
 pids=()
 # A job that fails is reported by wait_all (the barrier), which stops the script after the jobs still
 # running have ended: never while one of them may be writing.
-parallel_stage() {
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-  run_stage "$@" &
-  pids+=($!)
-}
-parallel_stage_fn() {  # like parallel_stage, for a shell function that runs several stages
+parallel_stage_fn() {  # parallel_stage_fn CMD ARGS...: CMD in the background once fewer than $jobs run
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   "$@" &
   pids+=($!)
 }
+parallel_stage() { parallel_stage_fn run_stage "$@"; }
 wait_all() {
   local pid status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done

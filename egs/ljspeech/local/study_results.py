@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from holdtts.report.collect import system_and_seed  # cpu_study.sh's exp_of, inverted
 
 KEEP = ("rows.tsv", "metrics.json", "attack.json", "quality.json", "quality.tsv", "train_summary.json",
         "train_log.jsonl", "config.yaml", "system.json", "privacy.json")
@@ -75,12 +76,6 @@ def local_fingerprint(folder: str) -> list[str]:
     out = subprocess.run(["bash", "-c", '. "$0"; _dir_fingerprint "$1"', str(STAGES_SH), folder],
                          capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
-
-
-def system_and_seed(model: str) -> tuple[str, int]:
-    """cpu_study.sh's exp_of, inverted: exp/<sys> is seed 1, exp/<sys>.seed<k> seed k."""
-    match = re.fullmatch(r"(.+)\.seed(\d+)", model)
-    return (match.group(1), int(match.group(2))) if match else (model, 1)
 
 
 def marker_name(stage: str, model: str) -> str:
