@@ -83,6 +83,10 @@ def collect(work: Path, results: Path, grid: dict) -> list[dict]:
         if not exp.is_dir():
             print(f"{exp}: not trained yet", file=sys.stderr)
             continue
+        for name in ("train_summary.json", "config.yaml"):  # where train_seconds come from
+            if (exp / name).is_file():
+                (results / "calibration" / setting["name"]).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(exp / name, results / "calibration" / setting["name"] / name)
         for attack_dir in sorted((d for d in exp.iterdir() if _STEP.match(d.name)),
                                  key=lambda d: int(_STEP.match(d.name).group(1))):
             if not (attack_dir / "rows.tsv").is_file():
