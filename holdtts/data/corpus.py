@@ -1,7 +1,12 @@
-"""Reading and validating a corpus in LJSpeech's format.
+"""Reading and validating a corpus in LJSpeech's format, or its multi-speaker form.
 
     <corpus>/metadata.csv   id|text|normalized text   (UTF-8, '|' separated, no quoting)
     <corpus>/wavs/<id>.wav  22050 Hz, mono, 16-bit PCM
+
+A multi-speaker corpus has a fourth column, the speaker (`id|text|normalized text|speaker`, on every
+line), and may hold its audio as `wavs/<id>.flac` and at another rate (VCTK: 48 kHz flac, LibriTTS:
+24 kHz wav): `holdtts prepare --defer-resample` accepts those, and `holdtts features` resamples them to
+22050 Hz once, when it computes the mels (see `resample_audio`).
 
 Every problem is an InputError naming the file and line: for a wav, the metadata line that lists it.
 """
@@ -27,6 +32,8 @@ from holdtts.utils.fileio import atomic_path
 SAMPLE_RATE = 22050
 METADATA = "metadata.csv"
 WAVS = "wavs"
+AUDIO_EXTENSIONS = (".wav", ".flac")  # wavs/<id>.wav, else wavs/<id>.flac
+DEFER = "<defer>"  # scan mode: keep wavs at other rates, features resample them
 # Ids become file names (wavs/<id>.wav) and table keys: no separators, whitespace or leading dot.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -37,6 +44,7 @@ class Utterance:
     text: str  # metadata column 2, as read
     normalized: str  # metadata column 3 (numbers, abbreviations expanded)
     line: int  # 1-based line of metadata.csv
+    speaker: str | None = None  # metadata column 4 of a multi-speaker corpus
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,10 @@ def _rebuild_wav_error(message, path, line, reason) -> WavError:
 
 
 def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None = None) -> list[Utterance]:
-    """Parse LJSpeech's metadata.csv.
+    """Parse LJSpeech's metadata.csv, or its multi-speaker form with a fourth column, the speaker.
 
-    Wrong field counts, empty or unsafe ids, duplicate ids (both lines named) and invalid UTF-8 are
+    The first line decides the form (3 or 4 fields); every other line must have as many. Wrong field
+    counts, empty or unsafe ids or speakers, duplicate ids (both lines named) and invalid UTF-8 are
     always errors. An empty text or normalized text is an error too, and so is a normalized text the
     text frontend cannot encode (e.g. only emoji: the check `holdtts features` makes), unless `skipped`
     is given: then the utterance is appended there and left out.
@@ -85,17 +94,31 @@ def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None
     path = Path(path)
     utts: list[Utterance] = []
     seen: dict[str, int] = {}
+    form: tuple[int, int] | None = None  # (number of fields, line that set it)
     for number, line in iter_lines(path):
         fields = line.split("|")
-        if len(fields) != 3:
-            raise InputError(f"expected 3 fields 'id|text|normalized text' separated by '|', "
-                             f"got {len(fields)}", path, number)
+        if form is None and len(fields) in (3, 4):
+            form = (len(fields), number)
+        if form is None or len(fields) != form[0]:
+            if form is not None and form[0] == 4:
+                expected = f"4 fields 'id|text|normalized text|speaker' (as on line {form[1]})"
+            elif form is not None:
+                expected = f"3 fields 'id|text|normalized text' (as on line {form[1]})"
+            else:
+                expected = ("3 fields 'id|text|normalized text' (or 4, with a speaker column: "
+                            "'id|text|normalized text|speaker')")
+            raise InputError(f"expected {expected} separated by '|', got {len(fields)}", path, number)
         utt_id, text, normalized = fields[0], fields[1].strip(), fields[2].strip()
+        speaker = fields[3].strip() if len(fields) == 4 else None
         if not utt_id.strip():
             raise InputError("empty utterance id", path, number)
         if not _SAFE_ID.fullmatch(utt_id):
             raise InputError(f"utterance id {utt_id!r} is not safe as a file name (use letters, digits, "
                              "'.', '_' and '-', starting with a letter or digit, at most 200)", path, number)
+        if speaker is not None and not _SAFE_ID.fullmatch(speaker):
+            what = "empty speaker" if not speaker else f"speaker {speaker!r} is not a safe id"
+            raise InputError(f"utterance '{utt_id}': {what} (use letters, digits, '.', '_' and '-', "
+                             "starting with a letter or digit, at most 200)", path, number)
         if utt_id in seen:
             raise InputError(f"duplicate utterance id '{utt_id}' (first on line {seen[utt_id]})",
                              path, number)
@@ -114,10 +137,44 @@ def read_metadata(path: str | os.PathLike, *, skipped: list[BadUtterance] | None
                 raise error
             skipped.append(BadUtterance(utt_id, problem, error))
             continue
-        utts.append(Utterance(utt_id, text, normalized, number))
+        utts.append(Utterance(utt_id, text, normalized, number, speaker))
     if not utts and not skipped:
         raise InputError("no utterances", path)
     return utts
+
+
+def audio_path(corpus_dir: str | os.PathLike, utt_id: str) -> Path:
+    """`wavs/<id>.wav`, or `wavs/<id>.flac` when only that one is there (the .wav path when neither is,
+    so that a missing file is reported under the name LJSpeech's layout gives it)."""
+    wavs = Path(corpus_dir) / WAVS
+    for extension in AUDIO_EXTENSIONS:
+        candidate = wavs / f"{utt_id}{extension}"
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return wavs / f"{utt_id}{AUDIO_EXTENSIONS[0]}"
+
+
+def resampled_length(num_samples: int, sample_rate: int, target_sr: int = SAMPLE_RATE) -> int:
+    """The length of `num_samples` at `sample_rate` once resampled to `target_sr` by `resample_audio`:
+    round(num_samples * target_sr / sample_rate), halves rounded up, in exact integer arithmetic."""
+    return (num_samples * target_sr + sample_rate // 2) // sample_rate
+
+
+def resample_audio(audio: np.ndarray, sample_rate: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float64 audio ([samples] or [samples, channels], channels averaged) at `target_sr`: soxr's HQ
+    mode (librosa's default), with exactly `resampled_length` samples (soxr's own length can differ by a
+    sample; the difference is cut or padded with zeros at the end)."""
+    import soxr
+
+    audio = np.asarray(audio, dtype=np.float64)
+    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+    if sample_rate == target_sr:
+        return mono
+    out = soxr.resample(mono, sample_rate, target_sr, quality="HQ")
+    length = resampled_length(mono.shape[0], sample_rate, target_sr)
+    if out.shape[0] >= length:
+        return out[:length]
+    return np.pad(out, (0, length - out.shape[0]))
 
 
 def _wav_error(problem: str, reason: str, wav: Path, metadata, line) -> WavError:
@@ -209,7 +266,7 @@ def check_wav(path: str | os.PathLike, expected_sr: int = SAMPLE_RATE, *, allow_
 
 
 def convert_wav(src: str | os.PathLike, dest: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> int:
-    """Downmix to mono and resample to `target_sr`; write 16-bit PCM atomically.
+    """Downmix to mono and resample to `target_sr`; write 16-bit PCM atomically (`prepare --resample`).
 
     Resampling is soxr's HQ mode, librosa's default, called directly: librosa's import takes seconds
     in every worker process. Returns the number of samples written.
@@ -220,11 +277,16 @@ def convert_wav(src: str | os.PathLike, dest: str | os.PathLike, target_sr: int 
     mono = audio.mean(axis=1)
     if sr != target_sr:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ")
-    # Resampling can overshoot full scale; clip instead of letting the int16 cast wrap around.
-    pcm = np.clip(np.rint(mono * 32768.0), -32768, 32767).astype(np.int16)
+    pcm = to_pcm16(mono)
     with atomic_path(dest, suffix=".wav") as tmp:
         sf.write(os.fspath(tmp), pcm, target_sr, subtype="PCM_16", format="WAV")
     return int(pcm.shape[0])
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as int16. Resampling can overshoot full scale: clip instead of letting the
+    cast wrap around."""
+    return np.clip(np.rint(np.asarray(audio) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def check_corpus_dir(corpus_dir: str | os.PathLike) -> Path:
@@ -250,6 +312,8 @@ class CorpusEntry:
     wav_path: str
     num_samples: int
     converted: bool  # True when wav_path is a converted copy written under convert_dir
+    speaker: str | None = None  # metadata column 4 of a multi-speaker corpus
+    deferred: bool = False  # True when wav_path is at another rate (or not mono): features resample it
 
 
 @dataclass
@@ -262,22 +326,39 @@ class CorpusScan:
     def num_converted(self) -> int:
         return sum(entry.converted for entry in self.entries)
 
+    @property
+    def num_deferred(self) -> int:
+        return sum(entry.deferred for entry in self.entries)
+
+    @property
+    def multi_speaker(self) -> bool:
+        return any(entry.speaker is not None for entry in self.entries)
+
 
 def _scan_one(job: tuple) -> CorpusEntry | WavError:
-    """Check (and with a convert_dir, convert) one utterance's wav; runs in a worker process."""
+    """Check (and with a convert_dir, convert) one utterance's wav; runs in a worker process.
+
+    `convert_dir` None: the wav must be mono at `expected_sr`; a path: other wavs are converted there;
+    DEFER: other wavs are accepted as they are, with their length at `expected_sr` (features resample).
+    """
     utt, wav, expected_sr, convert_dir, metadata = job
     try:
         info = check_wav(wav, expected_sr, allow_convert=convert_dir is not None, metadata=metadata,
                          line=utt.line)
         if info.sample_rate == expected_sr and info.channels == 1:
-            return CorpusEntry(utt.utt_id, utt.text, utt.normalized, info.path, info.num_samples, False)
+            return CorpusEntry(utt.utt_id, utt.text, utt.normalized, info.path, info.num_samples, False,
+                               utt.speaker)
+        if convert_dir == DEFER:
+            return CorpusEntry(utt.utt_id, utt.text, utt.normalized, info.path,
+                               resampled_length(info.num_samples, info.sample_rate, expected_sr), False,
+                               utt.speaker, deferred=True)
         dest = os.path.join(convert_dir, f"{utt.utt_id}.wav")
         try:
             num_samples = convert_wav(wav, dest, expected_sr)
         except (sf.SoundFileError, RuntimeError) as err:
             raise _wav_error(f"cannot convert wav ({err})", "unreadable wav (conversion failed)",
                              Path(wav), metadata, utt.line) from err
-        return CorpusEntry(utt.utt_id, utt.text, utt.normalized, dest, num_samples, True)
+        return CorpusEntry(utt.utt_id, utt.text, utt.normalized, dest, num_samples, True, utt.speaker)
     except WavError as err:
         return err
 
@@ -298,22 +379,26 @@ def _results(jobs: list[tuple], nj: int) -> Iterable[CorpusEntry | WavError]:
 
 
 def scan_corpus(corpus_dir: str | os.PathLike, *, expected_sr: int = SAMPLE_RATE, skip_bad: bool = False,
-                convert_dir: str | os.PathLike | None = None, nj: int = 1,
+                convert_dir: str | os.PathLike | None = None, defer_resample: bool = False, nj: int = 1,
                 progress: bool = False) -> CorpusScan:
     """Read metadata.csv and check every wav, in metadata order.
 
     Without `skip_bad` the first bad utterance raises; with it, bad ones are collected in `skipped`.
     With `convert_dir`, wavs at another rate or with several channels are converted into
-    `convert_dir/<id>.wav` (the entry then points there); without it they are errors.
+    `convert_dir/<id>.wav` (the entry then points there); with `defer_resample` they are kept as they
+    are (the entry gives their length at `expected_sr`; `holdtts features` resamples them); with
+    neither they are errors.
     """
+    if convert_dir is not None and defer_resample:
+        raise ValueError("convert_dir and defer_resample exclude each other")
     from tqdm import tqdm
 
     metadata = check_corpus_dir(corpus_dir)
     corpus = metadata.parent
     skipped: list[BadUtterance] = []
     utts = read_metadata(metadata, skipped=skipped if skip_bad else None)
-    target = None if convert_dir is None else os.path.abspath(convert_dir)
-    jobs = [(utt, os.fspath(corpus / WAVS / f"{utt.utt_id}.wav"), expected_sr, target, os.fspath(metadata))
+    target = DEFER if defer_resample else None if convert_dir is None else os.path.abspath(convert_dir)
+    jobs = [(utt, os.fspath(audio_path(corpus, utt.utt_id)), expected_sr, target, os.fspath(metadata))
             for utt in utts]
     entries: list[CorpusEntry] = []
     bar = tqdm(total=len(jobs), desc="checking wavs", unit="wav", disable=None if progress else True,

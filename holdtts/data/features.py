@@ -24,7 +24,7 @@ import torch
 
 import holdtts
 from holdtts.config import FeaturesConfig
-from holdtts.data.corpus import WavError, check_wav_complete
+from holdtts.data.corpus import WavError, check_wav_complete, resample_audio, resampled_length
 from holdtts.data.mel import mel_spectrogram, num_frames
 from holdtts.data.tables import read_table, write_table
 from holdtts.data.text import TextFrontend
@@ -49,15 +49,27 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _read_wav(utt: str, path: str, expected: int, sample_rate: int, scp: Path, line: int) -> np.ndarray:
+def _read_wav(utt: str, path: str, expected: int, sample_rate: int, scp: Path, line: int,
+              resample: bool = False) -> np.ndarray:
+    """The utterance's samples at `sample_rate`, mono. With `resample` (a data directory prepared with
+    --defer-resample), audio at another rate or with several channels is resampled (`resample_audio`)."""
     try:
         check_wav_complete(path)  # libsndfile would read the part that is there as the whole recording
     except WavError as err:
         raise InputError(f"'{utt}' ({path}): {err.message}", scp, line) from err
     try:
-        wav, sr = sf.read(path, dtype="float32", always_2d=False)
+        wav, sr = sf.read(path, dtype="float32", always_2d=resample)
     except (OSError, RuntimeError, sf.LibsndfileError) as err:
         raise InputError(f"cannot decode wav of '{utt}' ({path}): {err}", scp, line) from err
+    if resample and (sr != sample_rate or wav.shape[1] != 1):
+        length = resampled_length(wav.shape[0], sr, sample_rate)
+        if length != expected:
+            raise InputError(f"'{utt}' ({path}) decodes to {wav.shape[0]} samples at {sr} Hz, {length} at "
+                             f"{sample_rate} Hz, but utt2num_samples says {expected} (truncated or changed "
+                             "file?)", scp, line)
+        return resample_audio(wav, sr, sample_rate).astype(np.float32)
+    if resample:
+        wav = wav[:, 0]
     if sr != sample_rate:
         raise InputError(f"'{utt}' ({path}) is {sr} Hz, features need {sample_rate} Hz "
                          "(re-run prepare with --resample)", scp, line)
@@ -67,6 +79,16 @@ def _read_wav(utt: str, path: str, expected: int, sample_rate: int, scp: Path, l
         raise InputError(f"'{utt}' ({path}) decodes to {wav.shape[0]} samples, but utt2num_samples says "
                          f"{expected} (truncated or changed file?)", scp, line)
     return wav
+
+
+def defers_resampling(data_dir: str | Path) -> bool:
+    """Whether `holdtts prepare --defer-resample` made `data_dir`: its wavs may be at another rate (or not mono)
+    and are resampled to the features' rate when read."""
+    from holdtts.data.splits import SPLITS_JSON, load_splits_meta
+
+    if not (Path(data_dir) / SPLITS_JSON).exists():
+        return False
+    return bool(load_splits_meta(data_dir).get("arguments", {}).get("defer_resample", False))
 
 
 def extract_features(data_dir: str | Path, dump_dir: str | Path, device: str = "auto", batch_size: int = 16,
@@ -87,6 +109,9 @@ def extract_features(data_dir: str | Path, dump_dir: str | Path, device: str = "
         "features": asdict(cfg),
         "inputs": {name: _sha256(path) for name, path in tables.items()},
     }
+    resample = defers_resampling(data_dir)
+    if resample:  # recorded only when set, so that existing dumps stay up to date
+        fingerprint["resample"] = "features"
     manifest_path = dump_dir / "manifest.json"
     if manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
@@ -132,7 +157,7 @@ def extract_features(data_dir: str | Path, dump_dir: str | Path, device: str = "
     stats_sq = np.zeros(cfg.n_mels, dtype=np.float64)
 
     def load(batch):
-        return [_read_wav(u, wav_scp[u], samples[u], cfg.sample_rate, tables["wav.scp"], scp_line[u])
+        return [_read_wav(u, wav_scp[u], samples[u], cfg.sample_rate, tables["wav.scp"], scp_line[u], resample)
                 for u in batch]
 
     with atomic_path(dump_dir / "mels.npy", suffix=".npy") as tmp:

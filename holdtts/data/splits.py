@@ -9,6 +9,13 @@ from everything (validation loss only); of the rest, `members` (the training set
 (never seen by any stage); whatever remains is unused. `half1`/`half2` split the members for the
 dual-model defenses; `test` is the first non-members, the sentences audio quality is measured on.
 The splits are written once: a re-run with other settings or another corpus is refused.
+
+A multi-speaker corpus (metadata.csv with a speaker column) also gets, at the top of the data directory,
+utt2spk, spk2utt and spk2id, and its splits follow one of two protocols, `utterance` (the above,
+stratified by speaker) or `speaker` (whole speakers are members or not); see holdtts.data.speakers.
+Its splits.json then records "protocol" ("utterance" or "speaker"), "num_speakers",
+"num_member_speakers" and, for the speaker protocol, "speakers" (the sorted speakers of each split).
+A single-speaker data directory is exactly what it was before speakers existed.
 """
 from __future__ import annotations
 
@@ -25,6 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.data.corpus import SAMPLE_RATE, check_corpus_dir, read_metadata, scan_corpus
+from holdtts.data.speakers import (
+    DESCRIPTIONS,
+    PROTOCOLS,
+    SpeakerSplitError,
+    check_speaker_tables,
+    make_speaker_splits,
+    make_utterance_splits,
+    speaker_problems,
+    speakers_of,
+    speakers_per_split,
+    write_speaker_tables,
+)
 from holdtts.data.tables import read_table, write_table
 from holdtts.errors import HoldttsError, InputError
 from holdtts.utils.fileio import ensure_dir, write_json_atomic
@@ -37,6 +56,12 @@ PROTOCOL = ("sorted ids permuted by numpy.random.default_rng(seed); in permuted 
             "nonmembers, unused; half1/half2 = members halved in permuted order; test = first nonmembers")
 _SIZE_ARGS = {"num_valid": "valid", "num_members": "members", "num_nonmembers": "nonmembers",
               "num_test": "test"}
+# Arguments added with multi-speaker corpora, and their defaults. splits.json records them for a
+# multi-speaker corpus, and for a single-speaker one only when not at their default, so that data
+# directories made before them stay "unchanged".
+_SPEAKER_ARGS = {"protocol": "utterance", "num_member_speakers": None, "valid_per_speaker": 1,
+                 "test_per_speaker": 2}
+_NEW_ARGS = {**_SPEAKER_ARGS, "defer_resample": False}
 
 
 class SplitError(HoldttsError, ValueError):
@@ -111,28 +136,43 @@ def make_splits(utt_ids: Iterable[str], seed: int, num_members: int | None = Non
     return {name: sorted(lst) for name, lst in splits.items()}
 
 
-def split_problems(splits: dict[str, list[str]]) -> list[str]:
-    """What breaks the protocol's invariants (empty when the splits are consistent)."""
+def held_parts(protocol: str | None = None) -> tuple[str, ...]:
+    """The splits that partition 'all'. Under the speaker protocol `test` is a part of its own (member
+    speakers' held-out sentences); otherwise it is taken from the non-members."""
+    if protocol == "speaker":
+        return ("valid", "members", "nonmembers", "test", "unused")
+    return ("valid", "members", "nonmembers", "unused")
+
+
+def split_problems(splits: dict[str, list[str]], protocol: str | None = None,
+                   utt2spk: dict[str, str] | None = None) -> list[str]:
+    """What breaks the protocol's invariants (empty when the splits are consistent). `protocol` is None
+    for a single-speaker corpus; with `utt2spk` the speaker invariants are checked too."""
     sets = {name: set(splits[name]) for name in splits}
     problems = [f"'{name}' has duplicate ids" for name in splits if len(sets[name]) != len(splits[name])]
-    held = ("valid", "members", "nonmembers", "unused")
+    held = held_parts(protocol)
     for i, a in enumerate(held):
         for b in held[i + 1:]:
             if sets[a] & sets[b]:
                 problems.append(f"'{a}' and '{b}' share {len(sets[a] & sets[b])} ids")
     if set().union(*(sets[name] for name in held)) != sets["all"]:
-        problems.append("valid, members, nonmembers and unused do not cover exactly all utterances")
+        problems.append(f"{', '.join(held[:-1])} and {held[-1]} do not cover exactly all utterances")
     if sets["half1"] & sets["half2"] or sets["half1"] | sets["half2"] != sets["members"]:
         problems.append("'half1' and 'half2' do not partition 'members'")
-    if not sets["test"] <= sets["nonmembers"]:
+    if protocol != "speaker" and not sets["test"] <= sets["nonmembers"]:
         problems.append("'test' is not a subset of 'nonmembers'")
+    if utt2spk is not None:
+        problems += speaker_problems(splits, utt2spk, protocol or "utterance")
     return problems
 
 
-def write_splits(data_dir: str | os.PathLike, splits: dict[str, list[str]], meta: dict) -> None:
-    """Write `<data_dir>/<split>/` tables (subsets of `<data_dir>/all/`) and splits.json (meta + sizes)."""
+def write_splits(data_dir: str | os.PathLike, splits: dict[str, list[str]], meta: dict,
+                 utt2spk: dict[str, str] | None = None) -> None:
+    """Write `<data_dir>/<split>/` tables (subsets of `<data_dir>/all/`) and splits.json (meta + sizes);
+    with `utt2spk` (a multi-speaker corpus; meta holds its "protocol"), utt2spk, spk2utt and spk2id too."""
     data_dir = Path(data_dir)
-    problems = split_problems(splits)
+    protocol = meta.get("protocol") if utt2spk is not None else None
+    problems = split_problems(splits, protocol, utt2spk)
     if problems:
         raise SplitError("inconsistent splits: " + "; ".join(problems))
     tables = {name: read_table(data_dir / "all" / name) for name in TABLES}
@@ -142,6 +182,8 @@ def write_splits(data_dir: str | os.PathLike, splits: dict[str, list[str]], meta
     for split in SPLITS:
         for name, table in tables.items():
             write_table(data_dir / split / name, {utt: table[utt] for utt in splits[split]})
+    if utt2spk is not None:
+        write_speaker_tables(data_dir, {utt: utt2spk[utt] for utt in splits["all"]}, splits["members"])
     sizes = {name: len(splits[name]) for name in ("all", *SPLITS, "unused")}
     checksums = {name: member_checksum(splits[name]) for name in ("all", *SPLITS)}
     write_json_atomic(data_dir / SPLITS_JSON, {**meta, "sizes": sizes, "checksums": checksums})
@@ -167,8 +209,9 @@ def load_splits(data_dir: str | os.PathLike) -> dict[str, list[str]]:
     """Sorted ids of 'all', 'unused' and every split, checked against splits.json and the protocol."""
     data_dir = Path(data_dir)
     meta = load_splits_meta(data_dir)
+    protocol = multi_speaker_protocol(meta)
     splits = {name: sorted(read_table(data_dir / name / "wav.scp")) for name in ("all", *SPLITS)}
-    held = set().union(*(splits[name] for name in ("valid", "members", "nonmembers")))
+    held = set().union(*(splits[name] for name in held_parts(protocol) if name != "unused"))
     splits["unused"] = sorted(set(splits["all"]) - held)
     path = data_dir / SPLITS_JSON
     for name, lst in splits.items():
@@ -179,10 +222,26 @@ def load_splits(data_dir: str | os.PathLike) -> dict[str, list[str]]:
         if recorded is not None and recorded != member_checksum(lst):
             raise InputError(f"the ids of '{name}' on disk differ from the ones recorded (sha256 {recorded[:12]}...): "
                              "the data directory was changed after `holdtts prepare`", path)
-    problems = split_problems(splits)
+    utt2spk = check_speaker_tables(data_dir, splits)
+    if (utt2spk is None) != (protocol is None):
+        raise InputError("splits.json and the speaker tables disagree on whether the corpus has speakers: the "
+                         "data directory was changed after `holdtts prepare`", path)
+    problems = split_problems(splits, protocol, utt2spk)
     if problems:
         raise InputError("inconsistent splits on disk: " + "; ".join(problems), path)
     return splits
+
+
+def multi_speaker_protocol(meta: dict) -> str | None:
+    """"utterance" or "speaker" for a multi-speaker data directory's splits.json, None for a single-speaker
+    one (whose "protocol" is the description of the single-speaker protocol)."""
+    if "num_speakers" not in meta:
+        return None
+
+    protocol = meta.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown membership protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+    return protocol
 
 
 @dataclass
@@ -212,6 +271,11 @@ def _differences(recorded: dict, wanted: dict) -> list[str]:
     for key in ("seed", "skip_bad", "resample"):
         if then.get(key) != now[key]:
             diffs.append(f"{key} {then.get(key)} then, {now[key]} now")
+    for key, default in _NEW_ARGS.items():
+        if then.get(key, default) != now.get(key, default):
+            diffs.append(f"{key} {then.get(key, default)} then, {now.get(key, default)} now")
+    if then.get("protocol") == now.get("protocol") == "speaker":
+        return diffs  # its sizes follow from the speaker arguments, compared above
     # Sizes are compared once resolved, so spelling out a default is not a change.
     sizes = recorded["sizes"]
     try:
@@ -245,19 +309,38 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
                      num_members: int | None = None, num_nonmembers: int | None = None,
                      num_valid: int | None = None, num_test: int | None = None, skip_bad: bool = False,
                      resample: bool = False, overwrite: bool = False, nj: int = 1,
-                     progress: bool = False) -> PrepareResult:
-    """Validate an LJSpeech-format corpus and write the tables and splits (see the module docstring).
+                     progress: bool = False, protocol: str = "utterance", num_member_speakers: int | None = None,
+                     valid_per_speaker: int = 1, test_per_speaker: int = 2,
+                     defer_resample: bool = False) -> PrepareResult:
+    """Validate a corpus (LJSpeech's format, or with a speaker column) and write the tables and splits (see
+    the module docstring).
 
     Everything is built in a temporary sibling of `data_dir` and renamed into place. An existing data
     directory made from the same corpus with the same settings is left as it is ("unchanged"); other
     settings or a changed corpus raise, unless `overwrite` (which invalidates models trained on it).
+    `protocol`, `num_member_speakers`, `valid_per_speaker` and `test_per_speaker` are for a multi-speaker
+    corpus (holdtts.data.speakers); with `defer_resample`, wavs at another rate are kept as they are and
+    `holdtts features` resamples them.
     """
     from holdtts import __version__
 
+    if protocol not in PROTOCOLS:
+        raise HoldttsError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+    if resample and defer_resample:
+        raise HoldttsError("--resample converts wavs in prepare, --defer-resample leaves them to features: "
+                           "pass one or the other")
     metadata = check_corpus_dir(corpus_dir)
+    listed = read_metadata(metadata, skipped=[])
+    multi = any(utt.speaker is not None for utt in listed)
     data = Path(os.path.abspath(data_dir))
     arguments = {"seed": seed, "num_members": num_members, "num_nonmembers": num_nonmembers,
                  "num_valid": num_valid, "num_test": num_test, "skip_bad": skip_bad, "resample": resample}
+    new_arguments = {"protocol": protocol, "num_member_speakers": num_member_speakers,
+                     "valid_per_speaker": valid_per_speaker, "test_per_speaker": test_per_speaker,
+                     "defer_resample": defer_resample}
+    arguments.update({key: value for key, value in new_arguments.items()
+                      if (multi and key in _SPEAKER_ARGS) or value != _NEW_ARGS[key]})
+    _check_protocol_arguments(metadata, multi, arguments)
     wanted = {"corpus_dir": os.fspath(metadata.parent),
               "metadata_sha256": hashlib.sha256(metadata.read_bytes()).hexdigest(), "arguments": arguments}
     replace = False
@@ -279,9 +362,10 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise HoldttsError(f"{data}: not empty and has no {SPLITS_JSON} (not made by `holdtts prepare`); "
                            "choose another data directory or remove it")
     # Sizes that cannot fit even if no utterance is skipped fail now, before the wav scan.
-    num_listed = len(read_metadata(metadata, skipped=[]))
-    if num_listed:
-        split_sizes(num_listed, num_members, num_nonmembers, num_valid, num_test)
+    if listed and multi:
+        _make_multi_speaker_splits({utt.utt_id: utt.speaker for utt in listed}, seed, arguments)
+    elif listed:
+        split_sizes(len(listed), num_members, num_nonmembers, num_valid, num_test)
 
     ensure_dir(data.parent)
     try:
@@ -290,7 +374,8 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise HoldttsError(f"{data.parent}: cannot create a directory there ({err.strerror})") from err
     try:
         scan = scan_corpus(metadata.parent, expected_sr=SAMPLE_RATE, skip_bad=skip_bad,
-                           convert_dir=tmp / CONVERTED_WAVS if resample else None, nj=nj, progress=progress)
+                           convert_dir=tmp / CONVERTED_WAVS if resample else None, defer_resample=defer_resample,
+                           nj=nj, progress=progress)
         entries = scan.entries
         # Converted wavs are written inside tmp but listed at the path they have once it is renamed.
         wav_scp = {e.utt_id: os.fspath(data / CONVERTED_WAVS / f"{e.utt_id}.wav") if e.converted
@@ -302,7 +387,7 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
         if skip_bad:
             write_table(tmp / "all" / "skipped", {bad.utt_id: bad.reason for bad in scan.skipped})
         ids = sorted(wav_scp)
-        splits = make_splits(ids, seed, num_members, num_nonmembers, num_valid, num_test)
+        utt2spk = {e.utt_id: e.speaker for e in entries} if multi else None
         meta = {
             **wanted,
             "ids_sha256": member_checksum(ids),
@@ -315,9 +400,61 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "holdtts_version": __version__,
         }
-        write_splits(tmp, splits, meta)
+        if defer_resample:
+            meta["num_deferred"] = scan.num_deferred  # wavs features will resample
+        if utt2spk is None:
+            splits = make_splits(ids, seed, num_members, num_nonmembers, num_valid, num_test)
+        else:
+            splits = _make_multi_speaker_splits(utt2spk, seed, arguments)
+            meta.update(_speaker_meta(splits, utt2spk, protocol))
+            meta["protocol_description"] = DESCRIPTIONS[protocol]
+        write_splits(tmp, splits, meta, utt2spk)
         _install(tmp, data, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return PrepareResult(data, "replaced" if replace else "created", load_splits_meta(data))
+
+
+def _check_protocol_arguments(metadata: Path, multi: bool, arguments: dict) -> None:
+    """Refuse speaker arguments for a single-speaker corpus and arguments the protocol does not use."""
+    protocol = arguments.get("protocol", "utterance")
+    speaker_only = [key for key, default in _SPEAKER_ARGS.items() if arguments.get(key, default) != default]
+    if not multi:
+        if speaker_only:
+            raise InputError(f"{', '.join('--' + k.replace('_', '-') for k in speaker_only)} need(s) a "
+                             "multi-speaker corpus (a fourth metadata column, the speaker); this one has none",
+                             metadata)
+        return
+    if protocol == "speaker":
+        given = [arg for arg in _SIZE_ARGS if arguments[arg] is not None]
+        if given:
+            raise HoldttsError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: not used by the speaker "
+                               "protocol (members are the member speakers' utterances; use "
+                               "--num-member-speakers, --valid-per-speaker and --test-per-speaker)")
+    else:
+        given = [key for key in ("num_member_speakers", "valid_per_speaker", "test_per_speaker")
+                 if arguments[key] != _SPEAKER_ARGS[key]]
+        if given:
+            raise HoldttsError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: only for "
+                               "--protocol speaker")
+
+
+def _make_multi_speaker_splits(utt2spk: dict[str, str], seed: int, arguments: dict) -> dict[str, list[str]]:
+    try:
+        if arguments["protocol"] == "speaker":
+            return make_speaker_splits(utt2spk, seed, arguments["num_member_speakers"],
+                                       arguments["valid_per_speaker"], arguments["test_per_speaker"])
+        sizes = split_sizes(len(utt2spk), **{k: arguments[k] for k in _SIZE_ARGS})
+        return make_utterance_splits(utt2spk, seed, sizes)
+    except SpeakerSplitError as err:
+        raise SplitError(str(err)) from err
+
+
+def _speaker_meta(splits: dict[str, list[str]], utt2spk: dict[str, str], protocol: str) -> dict:
+    """The splits.json keys of a multi-speaker data directory (the data contract of the model side)."""
+    meta = {"protocol": protocol, "num_speakers": len(set(utt2spk.values())),
+            "num_member_speakers": len(speakers_of(utt2spk, splits["members"]))}
+    if protocol == "speaker":
+        meta["speakers"] = speakers_per_split(splits, utt2spk)
+    return meta

@@ -36,7 +36,7 @@ from torch import nn
 
 import holdtts
 from holdtts.config import FeaturesConfig, config_to_dict, dump_config, ranged
-from holdtts.data.corpus import WavError, check_wav_complete
+from holdtts.data.corpus import SAMPLE_RATE, WavError, check_wav_complete, resample_audio
 from holdtts.data.dataset import epoch_loader
 from holdtts.data.mel import mel_spectrogram
 from holdtts.data.splits import member_checksum
@@ -149,16 +149,21 @@ class Clip(NamedTuple):
     path: str
     scp: str  # the wav.scp it is listed in, and its line, for error messages
     line: int
+    resample_to: int | None = None  # set for a data directory prepared with --defer-resample
 
 
 def read_clips(data_dir: str | Path, split: str) -> list[Clip]:
-    """The clips of data/<split>/wav.scp, sorted by id."""
+    """The clips of data/<split>/wav.scp, sorted by id. A data directory prepared with --defer-resample
+    may list audio at another rate: its clips are resampled to 22050 Hz as they are read."""
+    from holdtts.data.features import defers_resampling
+
     scp = Path(data_dir) / split / "wav.scp"
     if not scp.is_file():
         raise InputError(f"no split '{split}' (run `holdtts prepare`)", scp)
     paths = read_table(scp)  # checks duplicates and missing values
     lines = {line.split(maxsplit=1)[0]: number for number, line in iter_lines(scp)}
-    return [Clip(utt, paths[utt], str(scp), lines[utt]) for utt in sorted(paths)]
+    resample_to = SAMPLE_RATE if defers_resampling(data_dir) else None
+    return [Clip(utt, paths[utt], str(scp), lines[utt], resample_to) for utt in sorted(paths)]
 
 
 def check_train_split(data_dir: str | Path, split: str) -> None:
@@ -185,7 +190,7 @@ def check_clips(clips: Sequence[Clip], sample_rate: int) -> None:
         except (OSError, RuntimeError, sf.LibsndfileError) as err:
             raise InputError(f"cannot open the audio of '{clip.utt}' ({clip.path}): {err}", clip.scp,
                              clip.line) from err
-        if info.samplerate != sample_rate or info.channels != 1:
+        if clip.resample_to is None and (info.samplerate != sample_rate or info.channels != 1):
             raise InputError(f"'{clip.utt}' ({clip.path}) is {info.samplerate} Hz with {info.channels} "
                              f"channel(s); the vocoder needs mono {sample_rate} Hz", clip.scp, clip.line)
         try:
@@ -197,10 +202,12 @@ def check_clips(clips: Sequence[Clip], sample_rate: int) -> None:
 def read_clip(clip: Clip, peak: float) -> np.ndarray:
     """Float32 samples in [-1, 1], scaled to `peak` (librosa.util.normalize(y) * peak) when peak > 0."""
     try:
-        wav, _ = sf.read(clip.path, dtype="float32", always_2d=False)
+        wav, sr = sf.read(clip.path, dtype="float32", always_2d=clip.resample_to is not None)
     except (OSError, RuntimeError, sf.LibsndfileError) as err:
         raise InputError(f"cannot decode the audio of '{clip.utt}' ({clip.path}): {err}", clip.scp,
                          clip.line) from err
+    if clip.resample_to is not None:
+        wav = resample_audio(wav, sr, clip.resample_to).astype(np.float32)
     if peak > 0:
         top = float(np.abs(wav).max(initial=0.0))
         if top > 0:
