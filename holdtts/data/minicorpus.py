@@ -5,6 +5,17 @@
     <out_dir>/prosody.tsv    per-utterance speaking rate, pitch, pitch range, length
     <out_dir>/corpus.json    provenance: seed, voice, eSpeak NG and CMUdict versions, settings
 
+With several speakers (`num_speakers` > 1) it is the multi-speaker form of that layout:
+
+    <out_dir>/metadata.csv   id|text|normalized text|speaker   (ids SPK01-0001 ..., speakers SPK01 ...)
+    <out_dir>/prosody.tsv    as above, with the speaker and its eSpeak NG voice
+    <out_dir>/corpus.json    as above, with "speakers": each one's voice and prosody ranges
+
+Speaker k (0-based) is eSpeak NG voice ACCENTS[k % 7] with variant VARIANTS[k % 13] (7 and 13 are
+coprime, so the first 91 speakers are 91 distinct combinations), and has its own window of speaking
+rate, pitch and pitch range, drawn from (seed, k); its utterances draw their prosody inside it.
+Utterance i of the corpus (its i-th generated sentence) is spoken by speaker i mod N.
+
 Each utterance gets its own prosody from a generator keyed by (seed, index), so the audio is not a
 pure function of the text. eSpeak NG keeps state across calls that no API resets, so utterances are
 synthesized in fixed chunks, each in a fresh worker process: the result is byte-identical for a seed
@@ -47,6 +58,19 @@ PITCH_RANGE = (30, 80)  # intonation range, default 50
 TRIM_TOP_DB = 50.0  # eSpeak's silence is digital zero; this keeps weak final fricatives
 TRIM_PAD_S = 0.1  # silence at each end, like LJSpeech's short lead-in and tail
 
+# Multi-speaker corpora: the mature English voices of eSpeak NG (file names, lower case) and voice
+# variants alternating male and female. Fixed lists, in a fixed order: speaker k is the same voice in
+# every corpus.
+ACCENTS = ("en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+VARIANTS = ("m1", "f1", "m3", "f2", "m2", "f3", "m4", "f4", "m6", "f5", "m5", "m7", "m8")
+MAX_SPEAKERS = len(ACCENTS) * len(VARIANTS)  # 91
+UTTS_PER_SPEAKER = 9999  # SPK01-0001 .. SPK01-9999
+# Each speaker's prosody window: its width, and where its lower end may lie.
+SPEAKER_RATE_WIDTH, SPEAKER_RATE_LOW = 30, (130, 200)  # words per minute
+SPEAKER_PITCH_WIDTH, SPEAKER_PITCH_LOW = 16, (20, 64)  # eSpeak's 0..100
+SPEAKER_RANGE_WIDTH, SPEAKER_RANGE_LOW = 20, (20, 70)  # eSpeak's 0..100
+_SPEAKER_STREAM = 7919  # keeps the speakers' draws apart from the utterances' (seed, index) draws
+
 
 @dataclass(frozen=True)
 class Prosody:
@@ -55,18 +79,55 @@ class Prosody:
     pitch_range: int
 
 
+@dataclass(frozen=True)
+class Speaker:
+    """A voice of a multi-speaker corpus: eSpeak NG voice+variant and its prosody window (inclusive)."""
+
+    speaker_id: str
+    voice: str
+    rate_wpm: tuple[int, int]
+    pitch: tuple[int, int]
+    pitch_range: tuple[int, int]
+
+
 def utterance_id(index: int) -> str:
     chapter, position = divmod(index, UTTS_PER_CHAPTER)
     return f"MINI{chapter + 1:03d}-{position + 1:04d}"
 
 
-def draw_prosody(seed: int, index: int) -> Prosody:
-    """Prosody of utterance `index`, from a generator keyed by (seed, index) alone."""
+def speaker_id(k: int) -> str:
+    return f"SPK{k + 1:02d}"
+
+
+def speaker_voice(k: int) -> str:
+    """eSpeak NG voice of speaker k (0-based): an accent with a variant, e.g. 'en-gb-scotland+m3'."""
+    if not 0 <= k < MAX_SPEAKERS:
+        raise HoldttsError(f"speaker index must be in 0..{MAX_SPEAKERS - 1}, got {k}")
+    return f"{ACCENTS[k % len(ACCENTS)]}+{VARIANTS[k % len(VARIANTS)]}"
+
+
+def draw_speaker(seed: int, k: int) -> Speaker:
+    """Speaker k's voice and prosody window, from a generator keyed by (seed, k) alone."""
+    rng = np.random.default_rng([seed, _SPEAKER_STREAM, k])
+
+    def window(low: tuple[int, int], width: int) -> tuple[int, int]:
+        start = int(rng.integers(low[0], low[1], endpoint=True))
+        return start, start + width
+
+    return Speaker(speaker_id(k), speaker_voice(k), window(SPEAKER_RATE_LOW, SPEAKER_RATE_WIDTH),
+                   window(SPEAKER_PITCH_LOW, SPEAKER_PITCH_WIDTH), window(SPEAKER_RANGE_LOW, SPEAKER_RANGE_WIDTH))
+
+
+def draw_prosody(seed: int, index: int, speaker: Speaker | None = None) -> Prosody:
+    """Prosody of utterance `index`, from a generator keyed by (seed, index) alone, within the speaker's
+    window (the single-speaker RATE_WPM, PITCH and PITCH_RANGE without one)."""
     rng = np.random.default_rng([seed, index])
+    rate, pitch, pitch_range = ((RATE_WPM, PITCH, PITCH_RANGE) if speaker is None
+                                else (speaker.rate_wpm, speaker.pitch, speaker.pitch_range))
     return Prosody(
-        rate_wpm=int(rng.integers(RATE_WPM[0], RATE_WPM[1], endpoint=True)),
-        pitch=int(rng.integers(PITCH[0], PITCH[1], endpoint=True)),
-        pitch_range=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1], endpoint=True)),
+        rate_wpm=int(rng.integers(rate[0], rate[1], endpoint=True)),
+        pitch=int(rng.integers(pitch[0], pitch[1], endpoint=True)),
+        pitch_range=int(rng.integers(pitch_range[0], pitch_range[1], endpoint=True)),
     )
 
 
@@ -82,16 +143,18 @@ def trim_silence(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarra
 
 
 # ------------------------------------------------------------------------------ worker processes
-Job = tuple[str, str, Prosody]  # utterance id, text to speak, prosody
+Job = tuple[str, str, Prosody, str]  # utterance id, text to speak, prosody, eSpeak NG voice
 
 
-def _synthesize_chunk(jobs: list[Job], voice: str, wav_dir: str) -> tuple[str, list[int]]:
+def _synthesize_chunk(jobs: list[Job], wav_dir: str) -> tuple[str, list[int]]:
     """Runs in a fresh process: initialise eSpeak, synthesize, trim and write one chunk; return
     eSpeak's version and each clip's length in samples."""
-    synthesizer = EspeakSynthesizer(voice)
+    synthesizers: dict[str, EspeakSynthesizer] = {}
     lengths = []
-    for utt_id, text, prosody in jobs:
-        audio = synthesizer.synthesize(text, prosody.rate_wpm, prosody.pitch, prosody.pitch_range)
+    for utt_id, text, prosody, voice in jobs:
+        if voice not in synthesizers:
+            synthesizers[voice] = EspeakSynthesizer(voice)
+        audio = synthesizers[voice].synthesize(text, prosody.rate_wpm, prosody.pitch, prosody.pitch_range)
         audio = trim_silence(audio)
         if audio.size == 0:
             raise HoldttsError(f"{utt_id}: eSpeak NG produced no audio for {text!r}")
@@ -111,7 +174,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _synthesize_all(jobs: list[Job], wav_dir: Path, voice: str, nj: int,
+def _synthesize_all(jobs: list[Job], wav_dir: Path, nj: int,
                     context: multiprocessing.context.BaseContext) -> tuple[str, list[int]]:
     chunks = [jobs[i: i + CHUNK_SIZE] for i in range(0, len(jobs), CHUNK_SIZE)]
     lengths: list[list[int]] = [[] for _ in chunks]
@@ -121,7 +184,7 @@ def _synthesize_all(jobs: list[Job], wav_dir: Path, voice: str, nj: int,
         max_tasks_per_child=1,  # one chunk per fresh process (see CHUNK_SIZE)
     )
     try:
-        futures = {executor.submit(_synthesize_chunk, chunk, voice, str(wav_dir)): i
+        futures = {executor.submit(_synthesize_chunk, chunk, str(wav_dir)): i
                    for i, chunk in enumerate(chunks)}
         done = 0
         for future in concurrent.futures.as_completed(futures):
@@ -141,12 +204,23 @@ def _synthesize_all(jobs: list[Job], wav_dir: Path, voice: str, nj: int,
 
 # ------------------------------------------------------------------------------ the corpus
 def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: int, voice: str = "en-us",
-                     overwrite: bool = False) -> dict:
-    """Synthesize `num_utts` utterances into `out_dir` (LJSpeech layout); return a summary."""
+                     overwrite: bool = False, num_speakers: int = 1) -> dict:
+    """Synthesize `num_utts` utterances into `out_dir` (LJSpeech layout, with a speaker column when
+    `num_speakers` > 1: see the module docstring); return a summary. One speaker gives exactly the
+    single-speaker corpus."""
     if sys.version_info < (3, 11):
         raise HoldttsError("make-corpus needs Python >= 3.11 (a fresh worker process per chunk)")
-    if not 1 <= num_utts <= MAX_UTTS:
-        raise HoldttsError(f"--num-utts must be in 1..{MAX_UTTS}, got {num_utts}")
+    if not 1 <= num_speakers <= MAX_SPEAKERS:
+        raise HoldttsError(f"--speakers must be in 1..{MAX_SPEAKERS}, got {num_speakers}")
+    max_utts = MAX_UTTS if num_speakers == 1 else min(MAX_UTTS, UTTS_PER_SPEAKER * num_speakers)
+    if not 1 <= num_utts <= max_utts:
+        raise HoldttsError(f"--num-utts must be in 1..{max_utts}, got {num_utts}")
+    if num_speakers > 1 and num_utts < num_speakers:
+        raise HoldttsError(f"--num-utts ({num_utts}) must be at least --speakers ({num_speakers}): every speaker "
+                           "speaks")
+    if num_speakers > 1 and voice != "en-us":
+        raise HoldttsError("--voice is for a single-speaker corpus: with --speakers the voices are fixed "
+                           f"(speaker k is {ACCENTS[0]}+{VARIANTS[0]}, {ACCENTS[1]}+{VARIANTS[1]}, ...)")
     if nj < 1:
         raise HoldttsError(f"--nj must be >= 1, got {nj}")
     out_dir = Path(out_dir)
@@ -157,24 +231,46 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
         multiprocessing.forkserver.ensure_running()  # its imports overlap the sentence generation
 
     texts = generate_sentences(num_utts, seed)
-    ids = [utterance_id(i) for i in range(num_utts)]
     normalized = [english_cleaners(t) for t in texts]
-    prosody = [draw_prosody(seed, i) for i in range(num_utts)]
+    if num_speakers == 1:
+        speakers: list[Speaker] = []
+        ids = [utterance_id(i) for i in range(num_utts)]
+        prosody = [draw_prosody(seed, i) for i in range(num_utts)]
+        voices = [voice] * num_utts
+    else:
+        speakers = [draw_speaker(seed, k) for k in range(num_speakers)]
+        # Sentence i is spoken by speaker i mod N, as that speaker's (i div N + 1)-th utterance; the lines
+        # are sorted by id (speaker by speaker).
+        order = sorted(range(num_utts), key=lambda i: (i % num_speakers, i))
+        texts = [texts[i] for i in order]
+        normalized = [normalized[i] for i in order]
+        ids = [f"{speakers[i % num_speakers].speaker_id}-{i // num_speakers + 1:04d}" for i in order]
+        prosody = [draw_prosody(seed, i, speakers[i % num_speakers]) for i in order]
+        voices = [speakers[i % num_speakers].voice for i in order]
+        utt_speakers = [speakers[i % num_speakers].speaker_id for i in order]
     # eSpeak reads the normalized text, so the audio says exactly what the transcript says.
-    jobs = list(zip(ids, normalized, prosody))
+    jobs = list(zip(ids, normalized, prosody, voices))
 
     with atomic_dir(out_dir) as tmp:
         wav_dir = tmp / "wavs"
         wav_dir.mkdir()
-        version, lengths = _synthesize_all(jobs, wav_dir, voice, nj, context)
+        version, lengths = _synthesize_all(jobs, wav_dir, nj, context)
         with open(tmp / "metadata.csv", "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(f"{u}|{t}|{n}\n" for u, t, n in zip(ids, texts, normalized))
+            if speakers:
+                f.writelines(f"{u}|{t}|{n}|{s}\n" for u, t, n, s in zip(ids, texts, normalized, utt_speakers))
+            else:
+                f.writelines(f"{u}|{t}|{n}\n" for u, t, n in zip(ids, texts, normalized))
         with open(tmp / "prosody.tsv", "w", encoding="utf-8", newline="\n") as f:
-            f.write("id\trate_wpm\tpitch\tpitch_range\tnum_samples\n")
-            f.writelines(f"{u}\t{p.rate_wpm}\t{p.pitch}\t{p.pitch_range}\t{n}\n"
-                         for u, p, n in zip(ids, prosody, lengths))
+            if speakers:
+                f.write("id\tspeaker\tvoice\trate_wpm\tpitch\tpitch_range\tnum_samples\n")
+                f.writelines(f"{u}\t{s}\t{v}\t{p.rate_wpm}\t{p.pitch}\t{p.pitch_range}\t{n}\n"
+                             for u, s, v, p, n in zip(ids, utt_speakers, voices, prosody, lengths))
+            else:
+                f.write("id\trate_wpm\tpitch\tpitch_range\tnum_samples\n")
+                f.writelines(f"{u}\t{p.rate_wpm}\t{p.pitch}\t{p.pitch_range}\t{n}\n"
+                             for u, p, n in zip(ids, prosody, lengths))
         total_s = sum(lengths) / SAMPLE_RATE
-        write_json_atomic(tmp / "corpus.json", {
+        manifest = {
             "generator": "holdtts.data.minicorpus",
             "format": "LJSpeech-1.1 layout: metadata.csv (id|text|normalized text), "
                       "wavs/ 22050 Hz mono PCM_16",
@@ -188,7 +284,24 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
             "prosody": {"rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE},
             "trim": {"top_db": TRIM_TOP_DB, "pad_s": TRIM_PAD_S},
             "total_duration_s": round(total_s, 3),
-        })
+        }
+        if speakers:
+            counts = {s.speaker_id: utt_speakers.count(s.speaker_id) for s in speakers}
+            manifest.update({
+                "format": "LJSpeech-1.1 layout with a speaker column: metadata.csv (id|text|normalized "
+                          "text|speaker), wavs/ 22050 Hz mono PCM_16",
+                "voice": None,
+                "num_speakers": num_speakers,
+                "prosody": {"rate_wpm_width": SPEAKER_RATE_WIDTH, "rate_wpm_low": SPEAKER_RATE_LOW,
+                            "pitch_width": SPEAKER_PITCH_WIDTH, "pitch_low": SPEAKER_PITCH_LOW,
+                            "pitch_range_width": SPEAKER_RANGE_WIDTH, "pitch_range_low": SPEAKER_RANGE_LOW,
+                            "note": "each speaker's window [low, low + width] is drawn from (seed, speaker); "
+                                    "its utterances draw their prosody inside it"},
+                "speakers": [{"id": s.speaker_id, "voice": s.voice, "rate_wpm": list(s.rate_wpm),
+                              "pitch": list(s.pitch), "pitch_range": list(s.pitch_range),
+                              "num_utts": counts[s.speaker_id]} for s in speakers],
+            })
+        write_json_atomic(tmp / "corpus.json", manifest)
         replaced = None
         if out_dir.exists():  # overwrite was asked for: move the old corpus aside at the last moment
             replaced = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}")
@@ -204,6 +317,7 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
     return {
         "out_dir": str(out_dir),
         "num_utts": num_utts,
+        "num_speakers": num_speakers,
         "total_duration_s": round(total_s, 3),
         "min_duration_s": round(float(durations.min()), 3),
         "max_duration_s": round(float(durations.max()), 3),
@@ -211,6 +325,6 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
         "clips_per_s": round(num_utts / elapsed, 2) if elapsed > 0 else float("inf"),
         "nj": nj,
         "seed": seed,
-        "voice": voice,
+        "voice": voice if num_speakers == 1 else None,
         "espeak_ng_version": version,
     }
