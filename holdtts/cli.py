@@ -16,8 +16,11 @@ from holdtts.errors import HoldttsError
 # name -> (module, one-line help). Listed in recipe order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-corpus": ("holdtts.commands.make_corpus",
-                    "Synthesize the offline mini corpus (LJSpeech format) with eSpeak NG."),
-    "download": ("holdtts.commands.download", "Download and verify LJSpeech 1.1 (resumable, checksummed)."),
+                    "Synthesize the offline mini corpus (LJSpeech format, one or more speakers) with eSpeak NG."),
+    "download": ("holdtts.commands.download",
+                 "Download and verify LJSpeech 1.1, VCTK 0.92 or LibriTTS (resumable, checksummed)."),
+    "import-corpus": ("holdtts.commands.import_corpus",
+                      "VCTK or LibriTTS in its own layout -> the multi-speaker corpus prepare reads."),
     "prepare": ("holdtts.commands.prepare", "Corpus -> Kaldi-style tables and the membership splits."),
     "features": ("holdtts.commands.features", "Extract log-mel features and token sequences into dump/."),
     "train": ("holdtts.commands.train", "Train a system from its YAML config (resumes an existing experiment)."),
