@@ -7,7 +7,8 @@
 # exits 0 (for `holdtts train`: it reached its step limit), a marker $done_dir/stageN.NAME.done records
 # the command and the content of what it names (its fingerprint, taken after the run):
 #   - a file: its sha256;
-#   - a data directory (splits.json): the sha256 of its tables, i.e. of every split's ids and texts;
+#   - a data directory (splits.json): the sha256 of its tables, i.e. of every split's ids and texts
+#     (and of utt2spk, spk2utt and spk2id when the corpus has speakers);
 #   - a feature directory (manifest.json): the manifest's sha256 (it holds the inputs' checksums);
 #   - an experiment (train_summary.json or system.json) and a corpus (metadata.csv): that file's sha256;
 # so
@@ -54,6 +55,13 @@ _dir_fingerprint() {
       \( -name wav.scp -o -name text -o -name text.raw -o -name utt2num_samples \) -print0 \
       | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)
     printf 'data %s %s\n' "$dir" "$tables"
+    # a multi-speaker data directory's speaker tables (a single-speaker one has none: no line)
+    if [ -f "$dir/utt2spk" ]; then
+      tables=$(cd "$dir" && find . -mindepth 1 -maxdepth 1 -type f \
+        \( -name utt2spk -o -name spk2utt -o -name spk2id \) -print0 \
+        | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)
+      printf 'speakers %s %s\n' "$dir" "$tables"
+    fi
   fi
   [ -f "$dir/manifest.json" ] && printf 'features %s %s\n' "$dir" "$(_sha256 "$dir/manifest.json")"
   [ -f "$dir/train_summary.json" ] && printf 'trained %s %s\n' "$dir" "$(_sha256 "$dir/train_summary.json")"
