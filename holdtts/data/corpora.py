@@ -40,8 +40,9 @@ from holdtts.utils.fileio import ensure_dir, refuse_overwrite, write_json_atomic
 VCTK_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip"
 # sha256 of VCTK-Corpus-0.92.zip: the one torchaudio's VCTK_092 dataset verifies.
 VCTK_SHA256 = "f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c"
-# md5 of the same archive: the MD5 listed for it on the datashare page, which torchaudio's older VCTK
-# dataset verified. Use it with `holdtts download --corpus vctk --md5 ...` to check against that listing.
+# md5 of the same archive, as torchaudio's older VCTK dataset verified it. The datashare page lists an MD5 per
+# file; this one was not compared with it here (no network). `holdtts download --corpus vctk --md5 ...`
+# checks an md5 instead of the sha256.
 VCTK_MD5 = "8a6ba2946b36fcbef0212cad601f4bfa"
 VCTK_DIRNAME = "VCTK-Corpus-0.92"
 VCTK_AUDIO = "wav48_silence_trimmed"

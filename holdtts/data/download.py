@@ -265,8 +265,8 @@ def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike, *, inner: s
             parts = [p for p in name.split("/") if p not in ("", ".")]
             if name.startswith("/") or "\" in name or ".." in parts or (parts and ":" in parts[0]):
                 raise InputError(f"unsafe member '{name}' refused (absolute path or '..')", archive)
-            mode = info.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix file type recorded (a plain file)
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise InputError(f"member '{name}' refused (a link or special file)", archive)
             names.append(parts)
         tops = {parts[0] for parts in names if parts}
