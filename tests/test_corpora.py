@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from speaker_factory import libritts_ids, make_libritts, make_tar, make_vctk, make_zip, vctk_ids
+from test_download import Handler, Server
 
 from holdtts.cli import main
 from holdtts.data.corpora import (
@@ -23,9 +25,6 @@ from holdtts.data.features import extract_features
 from holdtts.data.splits import load_splits, load_splits_meta, prepare_data_dir
 from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError, InputError
-
-from speaker_factory import libritts_ids, make_libritts, make_tar, make_vctk, make_zip, vctk_ids
-from test_download import Handler, Server
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +178,8 @@ def test_libritts_download_import_prepare(libritts_tar, tmp_path, capsys):
     assert (summary["num_utts"], summary["num_speakers"], summary["num_skipped"]) == (len(libritts_ids()), 3, 1)
     rows = [line.split("|") for line in (tmp_path / "corpus" / "metadata.csv").read_text().splitlines()]
     assert [r[0] for r in rows] == libritts_ids() and [r[3] for r in rows][:2] == ["103", "103"]
-    assert rows[0][1] == "Chapter 1: it was Mr. Brown's." and rows[0][2] == "Chapter one: it was Mister Brown's, take 1."
+    assert rows[0][1] == "Chapter 1: it was Mr. Brown's."
+    assert rows[0][2] == "Chapter one: it was Mister Brown's, take 1."
 
     main(["prepare", "--corpus-dir", str(tmp_path / "corpus"), "--data-dir", str(tmp_path / "data"),
           "--defer-resample", "--num-valid", "1", "--nj", "1"])

@@ -51,7 +51,8 @@ def test_utterance_protocol_invariants():
     sizes = split_sizes(len(UTT2SPK))
     for name in ("valid", "members", "nonmembers", "test"):
         assert len(splits[name]) == sizes[name]
-    members, nonmembers = Counter(UTT2SPK[u] for u in splits["members"]), Counter(UTT2SPK[u] for u in splits["nonmembers"])
+    members = Counter(UTT2SPK[u] for u in splits["members"])
+    nonmembers = Counter(UTT2SPK[u] for u in splits["nonmembers"])
     for spk, total in SPEAKERS.items():  # stratified: each speaker's share, within one utterance
         share = total * sizes["members"] / len(UTT2SPK)
         assert members[spk] >= 1 and nonmembers[spk] >= 1

@@ -263,7 +263,7 @@ def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike, *, inner: s
         for info in members:
             name = info.filename
             parts = [p for p in name.split("/") if p not in ("", ".")]
-            if name.startswith("/") or "\" in name or ".." in parts or (parts and ":" in parts[0]):
+            if name.startswith("/") or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
                 raise InputError(f"unsafe member '{name}' refused (absolute path or '..')", archive)
             kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix file type recorded (a plain file)
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
