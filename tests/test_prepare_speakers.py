@@ -176,3 +176,31 @@ def test_defer_resample_keeps_the_audio_and_features_resample_it(tmp_path):
 def test_resample_and_defer_resample_exclude_each_other(corpus, tmp_path):
     with pytest.raises(HoldttsError, match="one or the other"):
         prepare_data_dir(corpus, tmp_path / "data", resample=True, defer_resample=True)
+
+
+def test_vocoder_reads_deferred_audio_at_22050(tmp_path):
+    """The vocoder's training reads the same data directory: deferred audio is resampled as it is read."""
+    from holdtts.training.vocoder import check_clips, read_clip, read_clips
+
+    corpus = tmp_path / "corpus"
+    lines = []
+    for k, (utt, spk) in enumerate(sorted(speaker_utts({"A": 3, "B": 3}).items())):
+        write_audio(corpus / "wavs" / f"{utt}.flac", 7000 + 11 * k, 48000, "FLAC", seed=k)
+        lines.append(f"{utt}|Take {k + 1}.|Take {k + 1}.|{spk}")
+    (corpus / "metadata.csv").write_text("".join(line + "\n" for line in lines))
+    data = tmp_path / "data"
+    prepare_data_dir(corpus, data, seed=1, num_valid=1, defer_resample=True)
+    clips = read_clips(data, "members")
+    check_clips(clips, 22050)  # 48 kHz is accepted: it is resampled
+    lengths = read_table(data / "all" / "utt2num_samples", value_type=int)
+    for clip in clips:
+        wav = read_clip(clip, 0.0)
+        assert wav.dtype == np.float32 and wav.shape == (lengths[clip.utt],)
+    # a data directory without --defer-resample keeps refusing other rates
+    plain = make_speaker_corpus(tmp_path / "plain", {"A": 3, "B": 3})
+    prepare_data_dir(plain, tmp_path / "plain_data", seed=1, num_valid=1)
+    clip = read_clips(tmp_path / "plain_data", "members")[0]
+    assert clip.resample_to is None
+    write_audio(tmp_path / "x.wav", 4800, 48000, "WAV")
+    with pytest.raises(InputError, match="the vocoder needs mono 22050 Hz"):
+        check_clips([clip._replace(path=str(tmp_path / "x.wav"))], 22050)
