@@ -89,6 +89,7 @@ else
     --out-dir downloads
   corpus_dir=downloads/libritts_corpus
   defer_resample=true    # 24 kHz wav: features resample it once
+  prepare_extra=(--skip-bad)  # found data: an unusable clip or transcript is listed in data/all/skipped, not fatal
   run_stage 0 import-corpus holdtts import-corpus --format libritts --subsets "$subsets" --source "$source_dir" \
     --out-dir "$corpus_dir"
 fi

@@ -87,6 +87,7 @@ else
   [ -z "$vctk_dir" ] && run_stage 0 download holdtts download --corpus vctk --out-dir downloads
   corpus_dir=downloads/vctk_corpus
   defer_resample=true    # 48 kHz flac: features resample it once
+  prepare_extra=(--skip-bad)  # found data: an unusable clip or transcript is listed in data/all/skipped, not fatal
   run_stage 0 import-corpus holdtts import-corpus --format vctk --source "$source_dir" --out-dir "$corpus_dir" \
     --mic "$mic"
 fi
