@@ -91,7 +91,7 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    """Speaker conditioning, as in Grad-TTS's multi-speaker model (docs/multispeaker.md). n_speakers 1 is a
+    """Speaker conditioning, as in Grad-TTS's multi-speaker model (docs/speakers.md). n_speakers 1 is a
     single-speaker model: no speaker parameters at all, the model of a config without this section. With
     n_speakers > 1, a table of n_speakers vectors of speaker_dim is concatenated to the text encoder's
     prenet output (so the transformer, the mu projection and the duration predictor see it), and fed to

@@ -2,7 +2,7 @@
 
 Multi-speaker data (utt2spk in the data directory): every row carries its utterance's speaker, so the
 speaker-level analysis recomputes from rows.tsv alone, and a multi-speaker model is asked under a speaker
-condition (`speaker_condition`, docs/multispeaker.md):
+condition (`speaker_condition`, docs/speakers.md):
   own   each utterance under its own speaker's row (the utterance protocol: every speaker was trained);
   mean  every utterance under the model's mean voice, the mean of its trained rows (the speaker protocol's
         default: non-member speakers have no row, and the condition must not tell members by itself).

@@ -1,6 +1,6 @@
 """Membership of speakers: can an attacker tell whether a person's voice was in the training set?
 
-Two protocols (docs/multispeaker.md), told apart by the rows alone:
+Two protocols (docs/speakers.md), told apart by the rows alone:
 
 - *speaker*: every speaker's utterances are all members or all non-members (whole speakers were held out).
   The utterance scores of each speaker are aggregated into one score per speaker, and holdtts's held-out
