@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from holdtts.privacy.metrics import compute_metrics, metrics_from_rows, read_rows, write_rows
-from holdtts.privacy.speakers import SpeakerSums, infer_protocol, llr_scores, speaker_level
-from holdtts.privacy.statistics import ScoreTable, calibration_mask
+from holdtts.privacy.speakers import (
+    SpeakerSums,
+    cross_fit,
+    heldout_fit,
+    infer_protocol,
+    llr_scores,
+    speaker_level,
+)
+from holdtts.privacy.statistics import ScoreTable, auroc, calibration_mask
 
 CELLS = (("loss", "0.3"), ("pia", "0.1"), ("pia", "0.3"))
 
@@ -59,21 +66,38 @@ def test_halves_keep_each_speaker_whole_and_match_the_speaker_split():
 def test_the_likelihood_ratio_never_sees_the_label_of_the_speaker_it_scores():
     table, speakers = table_and_speakers(speaker_rows(np.random.default_rng(1), signal=0.8))
     sums = SpeakerSums.from_table(table, speakers)
-    everyone = np.ones(len(sums.labels), dtype=bool)
-    base = llr_scores(sums, sums.labels, everyone)
-    for k in (0, 5, 12):  # leave-one-speaker-out: flipping k's own label leaves k's score as it was
+    folds = cross_fit(sums.speakers, seed=0)
+    assert not folds.diagonal().any() and 0.4 < folds.mean() < 0.6
+    base = llr_scores(sums, sums.labels, folds)
+    for k in (0, 5, 12):  # flipping a speaker's own label leaves its own score as it was
         flipped = sums.labels.copy()
         flipped[k] = 1 - flipped[k]
-        assert llr_scores(sums, flipped, everyone)[:, k] == pytest.approx(base[:, k], rel=1e-9, abs=1e-9)
+        assert llr_scores(sums, flipped, folds)[:, k] == pytest.approx(base[:, k], rel=1e-9, abs=1e-9)
     calibration = calibration_mask(sums.speakers, sums.labels, seed=0)
-    heldout = llr_scores(sums, sums.labels, calibration)
+    fit = heldout_fit(sums.speakers, sums.labels, calibration)
+    assert not fit[:, ~calibration].any()  # the test half's labels fit nothing
+    heldout = llr_scores(sums, sums.labels, fit)
     relabelled = sums.labels.copy()
-    relabelled[~calibration] = 1 - relabelled[~calibration]  # the test half's labels: never used
-    assert llr_scores(sums, relabelled, calibration) == pytest.approx(heldout, rel=1e-9, abs=1e-9)
+    relabelled[~calibration] = 1 - relabelled[~calibration]
+    assert llr_scores(sums, relabelled, fit) == pytest.approx(heldout, rel=1e-9, abs=1e-9)
     batch = np.stack([sums.labels, relabelled])  # a batch of label vectors gives each one's scores
-    assert llr_scores(sums, batch, everyone)[0] == pytest.approx(base, rel=1e-9, abs=1e-9)
+    assert llr_scores(sums, batch, folds)[0] == pytest.approx(base, rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="own label"):
+        llr_scores(sums, sums.labels, np.ones_like(folds))
     # with a planted signal the aggregate ranks member speakers higher
     assert np.mean(base[:, sums.labels == 1]) > np.mean(base[:, sums.labels == 0])
+
+
+def test_without_signal_the_likelihood_ratio_is_not_reversed():
+    """Leave-one-speaker-out fits would rank members below non-members on no signal; cross-fitting does not."""
+    rng = np.random.default_rng(11)
+    values = []
+    for _ in range(40):
+        table, speakers = table_and_speakers(speaker_rows(rng, speaker_sd=1.0))
+        sums = SpeakerSums.from_table(table, speakers)
+        llr = llr_scores(sums, sums.labels, cross_fit(sums.speakers, seed=0))
+        values.append(auroc(llr, sums.labels).mean())
+    assert abs(np.mean(values) - 0.5) < 0.04
 
 
 def test_no_signal_reads_chance_at_the_speaker_level():
@@ -143,3 +167,26 @@ def test_rows_without_speakers_give_the_metrics_of_before():
     metrics = compute_metrics(rows, bootstrap_samples=0, permutations=20)
     assert not {"protocol", "speaker_level", "per_speaker", "num_speakers"} & set(metrics)
     assert "grouped_by" not in metrics["split"] and "relabelled" not in metrics["permutation"]
+
+
+def test_the_report_prints_both_levels(tmp_path):
+    from holdtts.report import write_report
+
+    exp = tmp_path / "exp"
+    for name, protocol in (("spk", "speaker"), ("utt", "utterance")):
+        out = exp / name / "attack"
+        out.mkdir(parents=True)
+        rows = speaker_rows(np.random.default_rng(8), utts=(6, 8), signal=1.0, protocol=protocol)
+        write_rows(out / "rows.tsv", rows)
+        metrics = metrics_from_rows(out / "rows.tsv", bootstrap_samples=20, permutations=50)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        (out / "attack.json").write_text(json.dumps({"attacks": ["loss", "pia"], "step": 10, "order": 1,
+                                                     "protocol": protocol, "speaker_condition": "own"}))
+    write_report(exp)
+    text = (exp / "report" / "report.md").read_text()
+    assert "## Speakers" in text and "speaker-level AUROC" in text and "Spread across speakers" in text
+    summary = json.loads((exp / "report" / "report.json").read_text())
+    spk = summary["systems"]["spk"]["speakers"]["attack"]
+    assert spk["protocol"] == "speaker" and spk["speaker_level"]["available"]
+    assert spk["speaker_level"]["headline"]["aggregate"] in ("mean", "llr")
+    assert summary["systems"]["utt"]["speakers"]["attack"]["per_speaker"]["summary"]["count"] > 0

@@ -234,6 +234,9 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
         speakers = speaker_summary(record)
         if speakers is not None:  # multi-speaker attack results only: single-speaker reports are unchanged
             systems[record.name]["speakers"] = speakers
+        similarity = (record.quality or {}).get("speaker_similarity")
+        if similarity is not None:  # multi-speaker quality results only
+            systems[record.name]["speaker_similarity"] = similarity
     attack_tables = {}
     for attack in ordered_attacks(records):
         attack_tables[attack] = [{"system": r.name, **entry_record(e)} for r in records for e in r.best_entries(attack)]

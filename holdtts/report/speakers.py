@@ -92,20 +92,30 @@ def speaker_section(summary: dict) -> str:
                 s = per.get("summary") or {}
                 spread.append([name, source, _pick(per), str(s.get("count", 0)), str(per["skipped_speakers"]),
                                _fmt(s.get("min")), _fmt(s.get("median")), _fmt(s.get("max")), _fmt(s.get("sd"))])
-    if not pooled:
+    similarity = []
+    for name, info in summary["systems"].items():
+        sim = info.get("speaker_similarity")
+        if sim is None:
+            continue
+        values = [v["mean_cosine_to_speaker"] for v in sim["per_speaker"].values()]
+        similarity.append([name, str(sim["num_speakers"]), _fmt(sim["mean_cosine_to_speaker"]),
+                           _fmt(sim["speaker_mean_cosine_to_speaker"]), _fmt(min(values, default=None)),
+                           _fmt(max(values, default=None))])
+    if not pooled and not similarity:
         return ""
-    parts = [
-        "## Speakers\n",
-        "Multi-speaker data. Utterance level: the pooled held-out headline (under the speaker protocol its halves "
-        "and permutations keep each speaker's utterances together). Speaker level (speaker protocol: whole "
-        "speakers are members or non-members): each speaker's utterance scores aggregated into one score (mean, "
-        "or a Gaussian log-likelihood ratio fitted on labelled calibration speakers only), then attack, t and "
-        "aggregate picked on a calibration half of the speakers and AUROC measured on the other half; p from a "
-        "permutation test relabelling whole speakers.\n",
-        _table(["model", "attack dir", "protocol", "speakers", "member / non-member speakers",
-                "utterance-level AUROC [95% CI] (p)", "speaker-level AUROC [95% CI] (p)",
-                "speaker-level pick (calibration half)", "mean aggregate", "llr aggregate"], pooled) + "\n",
-    ]
+    parts = ["## Speakers\n"]
+    if pooled:
+        parts += [
+            "Multi-speaker data. Utterance level: the pooled held-out headline (under the speaker protocol its "
+            "halves and permutations keep each speaker's utterances together). Speaker level (speaker protocol: "
+            "whole speakers are members or non-members): each speaker's utterance scores aggregated into one score "
+            "(mean, or a Gaussian log-likelihood ratio fitted on labelled calibration speakers only), then attack, "
+            "t and aggregate picked on a calibration half of the speakers and AUROC measured on the other half; p "
+            "from a permutation test relabelling whole speakers.\n",
+            _table(["model", "attack dir", "protocol", "speakers", "member / non-member speakers",
+                    "utterance-level AUROC [95% CI] (p)", "speaker-level AUROC [95% CI] (p)",
+                    "speaker-level pick (calibration half)", "mean aggregate", "llr aggregate"], pooled) + "\n",
+        ]
     if spread:
         parts += [
             "### Spread across speakers (utterance protocol)\n",
@@ -113,5 +123,13 @@ def speaker_section(summary: dict) -> str:
             "speakers with enough members and non-members of their own (descriptive).\n",
             _table(["model", "attack dir", "cell", "speakers", "skipped (too few)", "min AUROC", "median",
                     "max", "sd"], spread) + "\n",
+        ]
+    if similarity:
+        parts += [
+            "### Speaker similarity of the synthesis\n",
+            "Cosine of each synthesis's Resemblyzer embedding with the centroid of its speaker's real recordings "
+            "(holdtts evaluate): mean over utterances, mean over speakers, and the lowest and highest speaker.\n",
+            _table(["model", "speakers", "mean (utterances)", "mean (speakers)", "lowest speaker", "highest speaker"],
+                   similarity) + "\n",
         ]
     return "\n".join(parts)
