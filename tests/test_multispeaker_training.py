@@ -199,3 +199,58 @@ def test_speaker_similarity_per_speaker_and_overall():
     assert summary["speaker_mean_cosine_to_speaker"] == pytest.approx(
         (per["a"]["mean_cosine_to_speaker"] + per["b"]["mean_cosine_to_speaker"]) / 2)
     assert all("spk_cosine_speaker" in r for r in rows)
+
+
+def test_dual_model_defenses_with_halves_split_by_speaker(recipe, tmp_path):
+    """DualMD and DistillMD on a speaker-protocol data directory whose halves are split by speaker: each
+    teacher trains its own speakers' rows only, is asked under its mean voice for the others, and the
+    systems synthesize and attack under the speaker condition."""
+    from holdtts.defenses import DistillMDTraining, DualMDTraining
+
+    speakers = read_speaker_map(recipe / "data_speaker")
+    members = load_split(recipe / "data_speaker", "members")
+    halves = {"half1": [u for u in members if speakers.speaker_of(u) == "spk0"],
+              "half2": [u for u in members if speakers.speaker_of(u) == "spk1"]}
+    data = write_speaker_data_dir(recipe / "base", tmp_path / "data", dict(speakers.utt2spk),
+                                  {"members": members, "nonmembers": load_split(recipe / "data_speaker", "nonmembers"),
+                                   **halves}, "speaker")
+    small = ("train.max_steps=2", "train.batch_size=2", "model.n_speakers=2", SPEAKER_DIM)
+    dual_exp = tmp_path / "dualmd"
+    info = DualMDTraining(tiny_config("dualmd", *small), dual_exp, data, recipe / "dump", device="cpu",
+                          progress_bar=False).run()
+    assert info["finished"]
+    assert [load_model(dual_exp / f"teacher{k}").trained_speaker_rows for k in (1, 2)] == [[0], [1]]
+    dual = load_model(dual_exp)
+    assert isinstance(dual, DualGradTTS) and dual.speaker_ids == ["spk0", "spk1"]
+    store = FeatureStore(recipe / "dump")
+    target = AttackTarget.from_splits(data, "members", "nonmembers", max_utts=2)
+    rows, info = run_attacks(dual, store, target, ["synth_distance"], params={"synth_distance": {"steps": 2}})
+    assert info["speaker_condition"] == "mean" and len(rows) == 4
+
+    student_exp = tmp_path / "distillmd"
+    cfg = tiny_config("distillmd", *small, f"defense.teachers_dir='{dual_exp}'")
+    info = DistillMDTraining(cfg, student_exp, data, recipe / "dump", device="cpu", progress_bar=False).run()
+    assert info["finished"] and info["kind"] == "distillmd"
+    student = load_model(student_exp)
+    assert student.speaker_ids == ["spk0", "spk1"] and student.trained_speaker_rows == [0, 1]
+    rows, info = run_attacks(student, store, target, ["loss", "duration"], {"loss": [0.3]})
+    assert info["speaker_condition"] == "mean" and {r["speaker"] for r in rows} >= {"spk2", "spk3"}  # unseen too
+
+
+def test_synthesize_texts_takes_a_voice_per_text(recipe):
+    from holdtts.data.text import TextFrontend
+    from holdtts.synthesis import MEAN_VOICE, synthesize_texts
+    from holdtts.vocoder import GriffinLimVocoder
+
+    symbols = TextFrontend().symbols
+    model = untrained(3, ["a", "b", "c"], n_vocab=symbols.n_vocab)
+    model.symbols, model.config, model.checkpoint = symbols, model.cfg, "untrained"
+    vocoder = GriffinLimVocoder(model.cfg.features)
+    texts = ["Red cat.", "Blue dog runs.", "Sun."]
+    each = synthesize_texts(model, texts, ["x", "y", "z"], vocoder, steps=2, speaker=["a", MEAN_VOICE, "c"])
+    alone = synthesize_texts(model, texts[2:], ["z"], vocoder, steps=2, speaker="c", seed=1234, batch_size=1)
+    assert [m.shape[0] for m in each.mels] == [80, 80, 80] and alone.mels[0].shape[0] == 80
+    with pytest.raises(HoldttsError, match="2 speakers for 3 texts"):
+        synthesize_texts(model, texts, ["x", "y", "z"], vocoder, steps=2, speaker=["a", "b"])
+    with pytest.raises(HoldttsError, match="--speaker"):
+        synthesize_texts(model, texts, ["x", "y", "z"], vocoder, steps=2)

@@ -1,7 +1,8 @@
 """The report's speaker section: membership of speakers beside membership of utterances (multi-speaker data).
 
 Read from each attack directory's metrics.json (`protocol`, `speaker_level`, `per_speaker`; computed from
-rows.tsv by holdtts.privacy.speakers). A report without multi-speaker attack results has no such section.
+rows.tsv by holdtts.privacy.speakers) and from quality.json's `speaker_similarity` (holdtts.quality.evaluate).
+A report without multi-speaker results has no such section.
 """
 from __future__ import annotations
 
