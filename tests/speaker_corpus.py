@@ -12,15 +12,16 @@ from holdtts.data.tables import read_table, write_table
 
 def write_speaker_data_dir(base: Path, out: Path, utt2spk: Mapping[str, str], splits: Mapping[str, Sequence[str]],
                            protocol: str, spk2id_speakers: Sequence[str] | None = None) -> Path:
-    """`out`: base's all/ tables, the given splits (each a wav.scp subset), utt2spk/spk2utt of every utterance,
+    """`out`: base's all/ tables, the given splits (subsets of them), utt2spk/spk2utt of every utterance,
     spk2id of the members' speakers (or `spk2id_speakers`), splits.json with the protocol."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(base / "all", out / "all")
-    wavs = read_table(base / "all" / "wav.scp")
+    tables = {name: read_table(base / "all" / name) for name in ("wav.scp", "text", "text.raw", "utt2num_samples")}
     for name, utts in splits.items():
         (out / name).mkdir(parents=True)
-        write_table(out / name / "wav.scp", {u: wavs[u] for u in utts})
+        for table, values in tables.items():
+            write_table(out / name / table, {u: values[u] for u in utts})
     write_table(out / "utt2spk", dict(utt2spk))
     spk2utt: dict[str, list[str]] = {}
     for utt, speaker in sorted(utt2spk.items()):

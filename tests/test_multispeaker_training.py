@@ -254,3 +254,38 @@ def test_synthesize_texts_takes_a_voice_per_text(recipe):
         synthesize_texts(model, texts, ["x", "y", "z"], vocoder, steps=2, speaker=["a", "b"])
     with pytest.raises(HoldttsError, match="--speaker"):
         synthesize_texts(model, texts, ["x", "y", "z"], vocoder, steps=2)
+
+
+def test_attack_cli_and_evaluate_on_a_multi_speaker_system(recipe, tmp_path):
+    from holdtts.commands.attack import command
+    from holdtts.quality.system import evaluate_system
+    from holdtts.vocoder import GriffinLimVocoder
+
+    exp = tmp_path / "exp"
+    train(recipe, exp, "model.n_speakers=4", SPEAKER_DIM, "train.max_steps=1")
+    args = ["--model", str(exp), "--dump-dir", str(recipe / "dump"), "--attack", "loss,duration",
+            "--t-grid", "loss=0.3", "--bootstrap", "20", "--device", "cpu"]
+    out = tmp_path / "attack"
+    result = CliRunner().invoke(command, [*args, "--out-dir", str(out), "--data-dir", str(recipe / "data"),
+                                          "--speaker-condition", "mean"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (out / "rows.tsv").read_text().splitlines()[0].split("\t")[-1] == "speaker"
+    settings = json.loads((out / "attack.json").read_text())
+    assert settings["speaker_condition"] == "mean" and settings["protocol"] == "utterance"
+    assert json.loads((out / "metrics.json").read_text())["protocol"] == "utterance"
+    swapped = write_speaker_data_dir(recipe / "base", tmp_path / "swapped", dict(read_speaker_map(
+        recipe / "data").utt2spk), {n: load_split(recipe / "data", n) for n in ("members", "nonmembers")},
+        "utterance", spk2id_speakers=["spk0", "spk1", "spk2", "spk3"])
+    (swapped / "spk2id").write_text("spk0 1\nspk1 0\nspk2 2\nspk3 3\n")
+    refused = CliRunner().invoke(command, [*args, "--out-dir", str(tmp_path / "a2"), "--data-dir", str(swapped)])
+    assert refused.exit_code != 0 and "another spk2id" in str(refused.exception)
+
+    model = load_model(exp)
+    summary = evaluate_system(model, GriffinLimVocoder(model.config.features), recipe / "data", recipe / "dump",
+                              tmp_path / "evaluate", split="nonmembers", max_utts=4, metrics=["fd_speaker", "mcd"],
+                              steps=2)
+    similarity = summary["speaker_similarity"]
+    assert similarity["num_speakers"] == len(similarity["per_speaker"]) >= 2
+    assert -1 <= similarity["mean_cosine_to_speaker"] <= 1
+    header = (tmp_path / "evaluate" / "quality.tsv").read_text().splitlines()[0].split("\t")
+    assert "speaker" in header and "spk_cosine_speaker" in header
