@@ -90,6 +90,19 @@ class EncoderConfig:
 
 
 @dataclass
+class ModelConfig:
+    """Speaker conditioning, as in Grad-TTS's multi-speaker model (docs/speakers.md). n_speakers 1 is a
+    single-speaker model: no speaker parameters at all, the model of a config without this section. With
+    n_speakers > 1, a table of n_speakers vectors of speaker_dim is concatenated to the text encoder's
+    prenet output (so the transformer, the mu projection and the duration predictor see it), and fed to
+    the decoder as an extra input channel through an MLP. The data directory's spk2id must list at most
+    n_speakers speakers."""
+
+    n_speakers: int = ranged(1, ge=1)
+    speaker_dim: int = ranged(64, ge=1)  # Grad-TTS: 64
+
+
+@dataclass
 class DecoderConfig:
     """U-Net score network. Input channels: the n blocks of the process state plus mu."""
 
@@ -193,6 +206,7 @@ class SystemConfig:
     name: str = "system"
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)

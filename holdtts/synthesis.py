@@ -22,6 +22,7 @@ from holdtts.errors import HoldttsError, InputError
 from holdtts.models.loading import encode_texts
 from holdtts.utils.fileio import atomic_path, ensure_dir, write_json_atomic
 
+MEAN_VOICE = "@mean"  # --speaker value for a multi-speaker model's average voice (the mean of its trained rows)
 # Characters of one synthesized chunk (about 25 s of speech): the limit per sentence of a long text.
 MAX_SENTENCE_CHARS = 400
 PAUSE_SECONDS = 0.2  # silence between the chunks of a split text
@@ -98,13 +99,41 @@ def read_text_file(path: str | Path, with_ids: bool) -> list[tuple[str, str]]:
     return items
 
 
+def speaker_condition(model, speaker: str | None) -> torch.Tensor | None:
+    """The speaker row [1] for `model.synthesize(..., speakers=...)`: a speaker id of a multi-speaker model
+    (as in its training data's spk2id) or MEAN_VOICE; None for a single-speaker model, which takes none."""
+    from holdtts.models.tts import MEAN_SPEAKER
+
+    n_speakers = getattr(model, "n_speakers", 1)
+    if n_speakers == 1:
+        if speaker is not None:
+            raise HoldttsError(f"--speaker {speaker}: this is a single-speaker model; it takes no speaker")
+        return None
+    if speaker is None:
+        ids = getattr(model, "speaker_ids", None) or []
+        known = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise HoldttsError(f"this is a multi-speaker model ({len(ids)} speakers: {known}): choose the voice with "
+                           f"--speaker ID (or --speaker {MEAN_VOICE} for the mean of its trained voices)")
+    row = MEAN_SPEAKER if speaker == MEAN_VOICE else model.speaker_index(speaker)
+    return torch.tensor([row], dtype=torch.long, device=next(model.parameters()).device)
+
+
 @torch.no_grad()
 def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocoder, steps: int | None = None,
                      sampler: str | None = None, temperature: float | None = None,
-                     length_scale: float | None = None, batch_size: int = 16, seed: int = 1234) -> SynthesisResult:
+                     length_scale: float | None = None, batch_size: int = 16, seed: int = 1234,
+                     speaker: str | Sequence[str] | None = None) -> SynthesisResult:
     """Synthesize `texts` in length-sorted batches; each batch's noise comes from a generator seeded by
-    (seed, first index of the batch), so a result depends only on the seed, the texts and batch_size."""
+    (seed, first index of the batch), so a result depends only on the seed, the texts and batch_size.
+    A multi-speaker model needs `speaker`: an id of its spk2id (or MEAN_VOICE) for every text, or one per text."""
     device = next(model.parameters()).device
+    if speaker is None or isinstance(speaker, str):
+        row = speaker_condition(model, speaker)
+        rows = None if row is None else row.expand(len(texts))
+    else:
+        if len(speaker) != len(texts):
+            raise HoldttsError(f"{len(speaker)} speakers for {len(texts)} texts")
+        rows = torch.cat([speaker_condition(model, s) for s in speaker]) if len(texts) else None
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     mels: dict[int, np.ndarray] = {}
     wavs: dict[int, np.ndarray] = {}
@@ -115,9 +144,10 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
         _sync(device)
         began = time.perf_counter()
+        extra = {} if rows is None else {"speakers": rows[torch.as_tensor(index, device=rows.device)]}
         batch_mels, frames = model.synthesize(tokens, lengths, steps=steps, sampler=sampler,
                                               temperature=temperature, length_scale=length_scale,
-                                              generator=generator)
+                                              generator=generator, **extra)
         _sync(device)
         decoder_seconds += time.perf_counter() - began
         began = time.perf_counter()
@@ -150,6 +180,9 @@ def synthesize_long_texts(model, texts: Sequence[str], utt_ids: Sequence[str], v
         return synthesize_texts(model, [chunks[0] for chunks in plans], utt_ids, vocoder, **kwargs)
     flat_texts = [chunk for chunks in plans for chunk in chunks]
     flat_ids = [f"{utt}.{k}" for utt, chunks in zip(utt_ids, plans) for k in range(len(chunks))]
+    voices = kwargs.get("speaker")
+    if voices is not None and not isinstance(voices, str):  # one voice per text: the same for its chunks
+        kwargs["speaker"] = [voice for voice, chunks in zip(voices, plans) for _ in chunks]
     parts = synthesize_texts(model, flat_texts, flat_ids, vocoder, **kwargs)
     features = model.config.features
     pause_frames = int(round(PAUSE_SECONDS * features.sample_rate / features.hop_length))

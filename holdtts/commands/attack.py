@@ -64,6 +64,18 @@ def check_member_list(model, data_dir) -> None:
                 "or attack with the data directory it was trained on.")
 
 
+def check_speaker_table(model, data_dir) -> None:
+    """Refuse a data directory whose spk2id is not the one the model (each DualMD teacher) was trained with."""
+    from holdtts.data.speaker_map import check_checkpoint_speakers, read_speaker_map
+
+    speakers = read_speaker_map(data_dir)
+    for part in list(getattr(model, "teachers", None) or [model]):
+        if getattr(part, "n_speakers", 1) == 1:
+            continue  # a single-speaker model takes no speaker (on multi-speaker data its rows still carry them)
+        check_checkpoint_speakers((getattr(part, "checkpoint_state", {}) or {}).get("speakers"), speakers,
+                                  str(part.checkpoint))
+
+
 @click.command(name="attack")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="Experiment directory (latest checkpoint) or checkpoint file.")
@@ -82,6 +94,10 @@ def check_member_list(model, data_dir) -> None:
               help="Override an attack's t grid (fractions of the horizon), e.g. --t-grid pia=0.1,0.3.")
 @click.option("--param", "params", multiple=True, metavar="ATTACK.NAME=VALUE",
               help="Override an attack parameter, e.g. --param loss.draws=8 --param pia.p=2.")
+@click.option("--speaker-condition", type=click.Choice(["own", "mean"]), default=None,
+              help="A multi-speaker model's speaker condition: each utterance under its own speaker's row (own), "
+                   "or every utterance under the model's mean voice (mean). Default: mean under splits.json's "
+                   "speaker protocol (non-member speakers have no row), own under the utterance protocol.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--seed", default=1234, show_default=True, help="Crops and every noise draw derive from it.")
 @click.option("--bootstrap", "bootstrap_samples", default=1000, show_default=True,
@@ -93,8 +109,8 @@ def check_member_list(model, data_dir) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing rows.tsv/metrics.json.")
 @click.option("--list", "list_only", is_flag=True, help="List the registered attacks and exit.")
 def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonmember_split, max_utts,
-            t_grids, params, batch_size, seed, bootstrap_samples, device, raw_weights, plugins, overwrite,
-            list_only):
+            t_grids, params, speaker_condition, batch_size, seed, bootstrap_samples, device, raw_weights, plugins,
+            overwrite, list_only):
     """Attack a trained system with membership-inference attacks: its training split (members) against
     non-members it never saw, the published way (mu aligned to the real mel, 2-second crops, fixed seed).
 
@@ -125,6 +141,7 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)
     check_member_list(model, data_dir)
+    check_speaker_table(model, data_dir)
     member_split = member_split or model.checkpoint_state.get("train_split", "members")
     target = AttackTarget.from_splits(data_dir, member_split, nonmember_split, max_utts, seed)
     from holdtts.privacy.attacks import DEFAULT_ATTACKS
@@ -135,13 +152,18 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
             "member_split": member_split, "nonmember_split": nonmember_split}
     metrics = attack_experiment(model, FeatureStore(dump_dir), target, out_dir, names, _parse_grids(t_grids),
                                 batch_size, seed, bootstrap_samples, parse_attack_params(params),
-                                progress=True, meta=meta)
+                                progress=True, meta=meta, speaker_condition=speaker_condition)
     checkpoint = Path(model.checkpoint)  # <exp>/checkpoints/step-N.pt, or a composite system's directory
     experiment = checkpoint if checkpoint.is_dir() else checkpoint.parent.parent
     if (experiment / "tensorboard").is_dir():
         log_metrics_to_tensorboard(metrics, experiment / "tensorboard", model.step, f"attack/{Path(out_dir).name}")
     h = metrics["headline"]
     verdict = "leakage detected" if h["detected"] else "not detected at this sample size"
-    click.echo(json.dumps({"headline": {k: h[k] for k in ("attack", "t", "direction", "auroc", "auroc_ci",
-                                                          "p_value")},
-                           "verdict": f"{verdict} (p = {h['p_value']:.3g})"}))
+    summary = {"headline": {k: h[k] for k in ("attack", "t", "direction", "auroc", "auroc_ci", "p_value")},
+               "verdict": f"{verdict} (p = {h['p_value']:.3g})"}
+    level = metrics.get("speaker_level")
+    if level and level.get("available"):
+        s = level["headline"]
+        summary["speaker_level"] = {k: s[k] for k in ("attack", "t", "aggregate", "direction", "auroc", "auroc_ci",
+                                                      "p_value")}
+    click.echo(json.dumps(summary))

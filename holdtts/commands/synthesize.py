@@ -18,6 +18,10 @@ import click
 @click.option("--sampler", help="euler_maruyama, ode_euler, ode_heun or splitting (default: the config's).")
 @click.option("--temperature", type=float, help="Prior noise std divisor (Grad-TTS uses 1.5).")
 @click.option("--length-scale", type=float, help="Duration multiplier (> 1 speaks slower).")
+@click.option("--speaker", default=None,
+              help="The voice of a multi-speaker model: a speaker id of its training data's spk2id, or @mean for "
+                   "the mean of its trained voices. Required for a multi-speaker model, refused for a "
+                   "single-speaker one.")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--seed", default=1234, show_default=True)
 @click.option("--vocoder", default="auto", show_default=True,
@@ -27,7 +31,7 @@ import click
 @click.option("--raw-weights", is_flag=True, help="Use the raw trained weights instead of the EMA ones.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs of the same names.")
 def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, temperature, length_scale,
-            batch_size, seed, vocoder, device, raw_weights, overwrite):
+            speaker, batch_size, seed, vocoder, device, raw_weights, overwrite):
     """Write <out-dir>/<id>.wav (16-bit, 22050 Hz) and <id>.npy (float32 log-mel [80, frames], the
     input `holdtts vocode` takes) for each sentence, plus synthesis.json with the settings and the
     decoder's real-time factor.
@@ -38,7 +42,13 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
     from holdtts import load_model  # imports the defenses, so their loaders are registered
     from holdtts.data.features import resolve_device
     from holdtts.errors import InputError
-    from holdtts.synthesis import read_text_file, synthesize_long_texts, text_chunks, write_outputs
+    from holdtts.synthesis import (
+        read_text_file,
+        speaker_condition,
+        synthesize_long_texts,
+        text_chunks,
+        write_outputs,
+    )
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 
     if bool(texts) == bool(text_file):
@@ -53,10 +63,11 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
         text_chunks(text, name=f"{text_file}: {utt}" if text_file else "--text")
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)
+    speaker_condition(model, speaker)  # a missing or unknown speaker fails before the vocoder is loaded
     voc = load_vocoder(resolve_vocoder(vocoder, model.checkpoint), device=str(torch_device))
     ids, sentences = [u for u, _ in items], [t for _, t in items]
     result = synthesize_long_texts(model, sentences, ids, voc, steps=steps, sampler=sampler, temperature=temperature,
-                              length_scale=length_scale, batch_size=batch_size, seed=seed)
+                              length_scale=length_scale, batch_size=batch_size, seed=seed, speaker=speaker)
     cfg = model.config.synthesis
     meta = {"model": str(model.checkpoint), "step": model.step, "weights": "raw" if raw_weights else "ema",
             "sampler": sampler or cfg.sampler, "steps": steps or cfg.steps,
@@ -64,6 +75,8 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
             "length_scale": length_scale if length_scale is not None else cfg.length_scale,
             "seed": seed, "batch_size": batch_size, "vocoder": getattr(voc, "name", vocoder),
             "device": str(torch_device)}
+    if speaker is not None:
+        meta["speaker"] = speaker
     write_outputs(result, sentences, out_dir, model.config.features.sample_rate, overwrite, meta)
     click.echo(f"synthesized {len(ids)} utterance(s), {result.audio_seconds:.1f} s of audio, decoder RTF "
                f"{result.rtf:.4f} ({meta['sampler']}, {meta['steps']} steps) -> {out_dir}")

@@ -6,7 +6,7 @@ the batches and crops an uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,23 +81,27 @@ class Batch:
     mels: torch.Tensor  # [B, n_mels, T] float32, padded with 0
     mel_lengths: torch.Tensor  # [B]
     crop_starts: torch.Tensor  # [B] start frame of each utterance's decoder crop
+    speakers: torch.Tensor | None = None  # [B] long: rows of a multi-speaker model's speaker table (else None)
+
+    _TENSORS = ("tokens", "token_lengths", "mels", "mel_lengths", "crop_starts")
 
     def to(self, device, non_blocking: bool = False) -> Batch:
-        move = {k: getattr(self, k).to(device, non_blocking=non_blocking)
-                for k in ("tokens", "token_lengths", "mels", "mel_lengths", "crop_starts")}
-        return Batch(utt_ids=self.utt_ids, **move)
+        move = {k: getattr(self, k).to(device, non_blocking=non_blocking) for k in self._TENSORS}
+        speakers = None if self.speakers is None else self.speakers.to(device, non_blocking=non_blocking)
+        return Batch(utt_ids=self.utt_ids, **move, speakers=speakers)
 
     def pin_memory(self) -> Batch:
-        return Batch(self.utt_ids, *(getattr(self, k).pin_memory() for k in
-                                     ("tokens", "token_lengths", "mels", "mel_lengths", "crop_starts")))
+        return Batch(self.utt_ids, *(getattr(self, k).pin_memory() for k in self._TENSORS),
+                     speakers=None if self.speakers is None else self.speakers.pin_memory())
 
     def __len__(self) -> int:
         return len(self.utt_ids)
 
 
 def collate(store: FeatureStore, utts: Sequence[str], segment_frames: int,
-            rng: np.random.Generator | None = None) -> Batch:
-    """Pad a list of utterances into a Batch. Crops start uniformly at random (rng) or at 0."""
+            rng: np.random.Generator | None = None, speakers: Mapping[str, int] | None = None) -> Batch:
+    """Pad a list of utterances into a Batch. Crops start uniformly at random (rng) or at 0. With `speakers`
+    (utterance -> row of the model's speaker table) the batch carries each utterance's row."""
     tokens = [store.tokens(u) for u in utts]
     mels = [store.mel(u) for u in utts]
     token_lengths = np.array([len(t) for t in tokens])
@@ -109,8 +113,9 @@ def collate(store: FeatureStore, utts: Sequence[str], segment_frames: int,
         mel[i, :, : m.shape[1]] = m
     max_start = np.maximum(mel_lengths - segment_frames, 0)
     starts = np.zeros(len(utts), dtype=np.int64) if rng is None else rng.integers(0, max_start + 1)
+    rows = None if speakers is None else torch.tensor([speakers[u] for u in utts], dtype=torch.long)
     return Batch(list(utts), torch.from_numpy(tok), torch.from_numpy(token_lengths),
-                 torch.from_numpy(mel), torch.from_numpy(mel_lengths), torch.from_numpy(starts))
+                 torch.from_numpy(mel), torch.from_numpy(mel_lengths), torch.from_numpy(starts), rows)
 
 
 class BucketedBatches:
@@ -123,9 +128,10 @@ class BucketedBatches:
 
     def __init__(self, store: FeatureStore, utts: Sequence[str], batch_size: int, segment_frames: int,
                  seed: int, bucket_size: int = 32, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False):
+                 drop_last: bool = False, speakers: Mapping[str, int] | None = None):
         if not utts:
             raise ValueError("no utterances to batch")
+        self.speakers = speakers  # utterance -> speaker-table row (multi-speaker models), else None
         self.store = store
         self.utts = sorted(utts)
         self.lengths = np.array([store.num_frames(u) for u in self.utts])
@@ -158,7 +164,7 @@ class BucketedBatches:
 
     def batch(self, epoch: int, index: int, indices: Sequence[int]) -> Batch:
         rng = np.random.default_rng([self.seed, epoch, index, 1])
-        return collate(self.store, [self.utts[i] for i in indices], self.segment_frames, rng)
+        return collate(self.store, [self.utts[i] for i in indices], self.segment_frames, rng, self.speakers)
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch` from position `start` (for resuming mid-epoch)."""

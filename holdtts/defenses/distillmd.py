@@ -18,6 +18,11 @@ The terms keep Grad-TTS's names (duration, prior, diffusion) and weights (loss.*
 train_log.jsonl and the validation loss (the ordinary losses on the valid split) read as for any system.
 The student is an ordinary GradTTS checkpoint in the experiment directory: every attack, `synthesize` and
 `evaluate` work on it unchanged, with the members (both halves) as its train split.
+
+Multi-speaker systems: the student learns each utterance under its own speaker's row. The teacher is asked
+under the same speaker when it trained on that speaker, and under its mean voice (the mean of the rows it
+trained) when it never saw the speaker, as happens when the halves are split by speaker: a row the
+teacher never trained is its random initialisation, no target for anything.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from holdtts.defenses.dualmd import (
     component_facts,
     finished_summary,
     load_halves,
+    teacher_speakers,
     train_teachers,
     write_system_info,
 )
@@ -69,14 +75,15 @@ class DistillTargets:
 
 @torch.no_grad()
 def distillation_targets(teacher: GradTTS, student: GradTTS, batch: Batch, generator: torch.Generator | None = None,
-                         t_sampling: str = "uniform") -> DistillTargets:
-    """The teacher's alignment, crop (of the student's segment length), noised point and targets for a batch."""
-    alignment = teacher.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
+                         t_sampling: str = "uniform", teacher_speakers: Tensor | None = None) -> DistillTargets:
+    """The teacher's alignment, crop (of the student's segment length), noised point and targets for a batch.
+    `teacher_speakers`: the speaker condition the teacher is asked under (multi-speaker systems)."""
+    alignment = teacher.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths, teacher_speakers)
     segment = student.crop(batch.mels, alignment, batch.crop_starts)
     t = sample_times(student.process, len(batch), generator=generator, device=batch.mels.device, method=t_sampling)
     q0 = (segment.x0 - segment.mu) * segment.mask
     u_t, _ = noised_state(student.process, q0, t, generator=generator, mask=segment.mask)
-    eps = teacher.eps_hat(u_t, t, segment.mu, segment.mask)
+    eps = teacher.eps_hat(u_t, t, segment.mu, segment.mask, teacher_speakers)
     return DistillTargets(alignment.logw, alignment.x_mask, alignment.attn, alignment.mu_y, alignment.y_mask, t,
                           u_t, segment.mu, segment.mask, eps)
 
@@ -87,20 +94,23 @@ class StudentGradTTS(GradTTS):
 
     def forward(self, tokens, token_lengths, mels=None, mel_lengths=None, crop_starts=None,
                 generator: torch.Generator | None = None,
-                targets: DistillTargets | None = None) -> dict[str, Tensor]:
+                targets: DistillTargets | None = None, speakers: Tensor | None = None) -> dict[str, Tensor]:
         """Per-utterance distillation terms [B] given `targets`; GradTTS's own terms without (validation).
         The distillation step as `forward`, so DistributedDataParallel sees it."""
         if targets is None:
-            return super().forward(tokens, token_lengths, mels, mel_lengths, crop_starts, generator=generator)
-        return self.distillation_losses(tokens, token_lengths, targets)
+            return super().forward(tokens, token_lengths, mels, mel_lengths, crop_starts, generator=generator,
+                                   speakers=speakers)
+        return self.distillation_losses(tokens, token_lengths, targets, speakers)
 
-    def distillation_losses(self, tokens: Tensor, token_lengths: Tensor, targets: DistillTargets) -> dict[str, Tensor]:
-        mu_x, logw, x_mask = self.encode(tokens, token_lengths)
+    def distillation_losses(self, tokens: Tensor, token_lengths: Tensor, targets: DistillTargets,
+                            speakers: Tensor | None = None) -> dict[str, Tensor]:
+        speakers = self.speaker_vector(speakers, tokens.shape[0]) if self.n_speakers > 1 else speakers
+        mu_x, logw, x_mask = self.encode(tokens, token_lengths, speakers)
         duration = ((logw - targets.logw).square() * x_mask).sum((1, 2)) / x_mask.sum((1, 2))
         mu_y = (targets.attn.transpose(1, 2) @ mu_x.transpose(1, 2)).transpose(1, 2)
         y_mask = targets.y_mask
         prior = 0.5 * ((mu_y - targets.mu_y).square() * y_mask).sum((1, 2)) / (y_mask.sum((1, 2)) * self.n_feats)
-        eps_hat = self.eps_hat(targets.u_t, targets.t, targets.mu, targets.mask)
+        eps_hat = self.eps_hat(targets.u_t, targets.t, targets.mu, targets.mask, speakers)
         error = (eps_hat.float() - targets.eps.float()) * targets.mask
         diffusion = error.square().sum((1, 2)) / (targets.mask.sum((1, 2)) * self.n_feats)
         weighting = self.cfg.loss.weighting
@@ -187,6 +197,10 @@ class DistillTrainer(Trainer):
                                    f"student's {student.process.to_dict()}; its eps_hat is no target for it")
             if teacher.symbols != self.symbols or teacher.n_feats != student.n_feats:
                 raise HoldttsError(f"{where}: the teacher's symbols or mel bands differ from {self.dump_dir}")
+            recorded = teacher.checkpoint_state.get("speakers")
+            if (recorded or {}).get("sha256") != (None if self.speaker_map is None else self.speaker_map.checksum):
+                raise HoldttsError(f"{where}: the teacher's speaker table (spk2id) differs from the student's "
+                                   f"data directory {self.data_dir}")
             if teacher.pad_frames(student.segment_frames) != student.segment_frames:
                 raise HoldttsError(f"{where}: the teacher's U-Net does not take {student.segment_frames}-frame "
                                    "crops; choose data.segment_frames a multiple of both U-Nets' length unit")
@@ -201,7 +215,7 @@ class DistillTrainer(Trainer):
             self.store.check_utts(utts, self.data_dir / self.cfg.defense.halves[k])
         return AlternatingBatches([
             BucketedBatches(self.store, utts, t.batch_size, d.segment_frames, t.seed + k, d.bucket_size,
-                            self.dist.rank, self.dist.world_size)
+                            self.dist.rank, self.dist.world_size, speakers=self.utt_speakers(utts))
             for k, utts in enumerate(self.halves)])
 
     def teacher_for(self, batch: Batch) -> int:
@@ -213,8 +227,11 @@ class DistillTrainer(Trainer):
 
     def step_losses(self, batch: Batch) -> dict[str, Tensor]:
         teacher = self.teachers[self.teacher_for(batch)]
-        targets = distillation_targets(teacher, self.model, batch, t_sampling=self.cfg.loss.t_sampling)
-        return self.wrapped(batch.tokens, batch.token_lengths, targets=targets)
+        targets = distillation_targets(teacher, self.model, batch, t_sampling=self.cfg.loss.t_sampling,
+                                       teacher_speakers=teacher_speakers(teacher, batch.speakers))
+        if batch.speakers is None:
+            return self.wrapped(batch.tokens, batch.token_lengths, targets=targets)
+        return self.wrapped(batch.tokens, batch.token_lengths, targets=targets, speakers=batch.speakers)
 
     def _teacher_record(self) -> list[dict]:
         return [{"path": str(d), "step": teacher.step, "train_split": teacher.checkpoint_state.get("train_split")}

@@ -15,6 +15,10 @@ Synthesis: sampler step i (i = 0 at the horizon) uses teacher 1 when i is even a
 odd, in every sampler (samplers announce their steps, so Heun's two calls of a step use one network). The
 text side is averaged: mu_x is the mean of the two encoders' outputs per token and the log-durations are
 averaged (a geometric mean of the durations); docs/defenses.md gives the reasons.
+
+Multi-speaker: both teachers index one speaker table layout (the data directory's spk2id); each is asked
+under the speaker's own row where it trained it and under its own mean voice where it did not (halves
+split by speaker), so no teacher is conditioned on a row it never trained.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from holdtts.config import DefenseConfig, SystemConfig, dump_config, load_config
 from holdtts.data.dataset import load_split
 from holdtts.errors import CheckpointError, ConfigError, HoldttsError, InputError
 from holdtts.models.loading import load_model, register_loader
-from holdtts.models.tts import GradTTS
+from holdtts.models.tts import MEAN_SPEAKER, GradTTS
 from holdtts.utils.checkpoint import list_checkpoints
 from holdtts.utils.fileio import write_json_atomic, write_text_atomic
 
@@ -184,6 +188,15 @@ class DualMDTraining:
 # --------------------------------------------------------------------------- synthesis
 
 
+def teacher_speakers(teacher: GradTTS, speakers: Tensor | None) -> Tensor | None:
+    """The rows a teacher is asked under: the utterance's own speaker where the teacher trained that row,
+    the teacher's mean voice (MEAN_SPEAKER) where it never saw the speaker."""
+    if speakers is None or teacher.trained_speaker_rows is None:
+        return speakers
+    trained = torch.as_tensor(teacher.trained_speaker_rows, dtype=speakers.dtype, device=speakers.device)
+    return torch.where(torch.isin(speakers, trained), speakers, torch.full_like(speakers, MEAN_SPEAKER))
+
+
 class AlternatingEpsFn:
     """An eps_fn that gives sampler step i to network i mod k (DualMD: even steps teacher 1, odd teacher 2).
 
@@ -234,10 +247,22 @@ class DualGradTTS(nn.Module):
         self.n_feats = first.n_feats
         self.n_vocab = first.n_vocab
         self.segment_frames = max(teacher.segment_frames for teacher in teachers)
+        self.n_speakers = first.n_speakers
+        self.speaker_ids = first.speaker_ids
 
-    def encode(self, tokens: Tensor, token_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def speaker_index(self, speaker: str) -> int:
+        return self.teachers[0].speaker_index(speaker)
+
+    def _teacher_speakers(self, teacher: GradTTS, speakers: Tensor | None) -> Tensor | None:
+        if speakers is not None and speakers.is_floating_point():
+            raise HoldttsError("a DualMD pipeline takes speaker indices, not vectors (each teacher has its own table)")
+        return teacher_speakers(teacher, speakers)
+
+    def encode(self, tokens: Tensor, token_lengths: Tensor,
+               speakers: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """tokens [B, L] -> (mu_x, logw, x_mask): the teachers' encoder outputs and log-durations averaged."""
-        outputs = [teacher.encode(tokens, token_lengths) for teacher in self.teachers]
+        outputs = [teacher.encode(tokens, token_lengths, self._teacher_speakers(teacher, speakers))
+                   for teacher in self.teachers]
         mu_x = torch.stack([mu for mu, _, _ in outputs]).mean(0)
         logw = torch.stack([w for _, w, _ in outputs]).mean(0)
         return mu_x, logw, outputs[0][2]
@@ -246,8 +271,9 @@ class DualGradTTS(nn.Module):
         """Frames padded so that both U-Nets accept them (powers of two: the larger unit serves both)."""
         return max(teacher.pad_frames(frames) for teacher in self.teachers)
 
-    def eps_fn(self, mu: Tensor, mask: Tensor) -> AlternatingEpsFn:
-        return AlternatingEpsFn([teacher.eps_fn(mu, mask) for teacher in self.teachers])
+    def eps_fn(self, mu: Tensor, mask: Tensor, speakers: Tensor | None = None) -> AlternatingEpsFn:
+        return AlternatingEpsFn([teacher.eps_fn(mu, mask, self._teacher_speakers(teacher, speakers))
+                                 for teacher in self.teachers])
 
     # GradTTS's synthesis, run on the averaged text side and the alternating networks above.
     text_to_mu = GradTTS.text_to_mu
@@ -271,6 +297,8 @@ def load_dual_model(path: str | Path, device: str | torch.device = "cpu", ema: b
     teachers = [load_model(path / info["components"][name]["path"], device=device, ema=ema) for name in TEACHER_DIRS]
     if teachers[0].symbols != teachers[1].symbols:
         raise CheckpointError("the two teachers have different symbol tables", teachers[1].checkpoint)
+    if teachers[0].speaker_ids != teachers[1].speaker_ids:
+        raise CheckpointError("the two teachers have different speaker tables (spk2id)", teachers[1].checkpoint)
     cfg = load_config(path / "config.yaml")
     model = DualGradTTS(teachers, cfg).eval().requires_grad_(False).to(device)
     model.config = cfg

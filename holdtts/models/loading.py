@@ -42,6 +42,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", ema: bool =
         config       the SystemConfig it was trained with
         step         the training step of the checkpoint
         checkpoint   the checkpoint file
+        speaker_ids  a multi-speaker model's speakers in table order (its training data's spk2id), else None;
+                     `model.speaker_index(id)` gives a speaker's row for `synthesize(..., speakers=...)`
 
     A path a registered loader claims gives what that loader returns instead: with holdtts.defenses
     imported (`holdtts.load_model` imports it), a DualMD system directory gives its two-teacher pipeline,
@@ -73,11 +75,23 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", ema: bool =
     except RuntimeError as err:
         raise CheckpointError(f"weights do not match the model its config describes: {err}", checkpoint) from err
     model.eval().requires_grad_(False).to(device)
+    speakers = state.get("speakers")
+    if model.n_speakers > 1:
+        if speakers is None:
+            raise CheckpointError("a multi-speaker model without its speaker list (no 'speakers' entry)", checkpoint)
+        if len(speakers["speakers"]) > model.n_speakers:
+            raise CheckpointError(f"lists {len(speakers['speakers'])} speakers for a table of {model.n_speakers}",
+                                  checkpoint)
+        model.speaker_ids = list(speakers["speakers"])
+        model.trained_speaker_rows = list(speakers.get("trained_rows", range(len(model.speaker_ids))))
+    elif speakers is not None:
+        raise CheckpointError("a single-speaker model (model.n_speakers = 1) with a speaker list", checkpoint)
     model.symbols = symbols
     model.config = cfg
     model.step = int(state["progress"]["step"])
     model.checkpoint = checkpoint
-    model.checkpoint_state = {k: state[k] for k in ("progress", "train_split", "num_train_utts") if k in state}
+    model.checkpoint_state = {k: state[k] for k in ("progress", "train_split", "num_train_utts", "speakers")
+                              if k in state}
     return model
 
 

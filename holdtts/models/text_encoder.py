@@ -4,9 +4,14 @@ tokens -> embedding (192 channels) -> conv prenet -> 6 post-norm transformer lay
 self-attention (window 4, Glow-TTS style) -> `proj_m` to the mel's 80 channels (mu_x, the frame-level
 prior mean once aligned). The duration predictor reads the encoder output with its gradient stopped, so
 the duration loss trains the predictor only, as in Grad-TTS.
+
+A multi-speaker encoder (speaker_dim > 0) concatenates the speaker vector to every token after the
+prenet, as Grad-TTS's multi-speaker model does: the transformer, `proj_m` and the duration predictor are
+then n_channels + speaker_dim wide. speaker_dim 0 builds exactly the single-speaker encoder.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -156,30 +161,38 @@ class DurationPredictor(nn.Module):
 class TextEncoder(nn.Module):
     """Tokens -> (mu_x, log-durations, mask): Grad-TTS's text encoder and duration predictor."""
 
-    def __init__(self, n_vocab: int, n_feats: int, cfg: EncoderConfig):
+    def __init__(self, n_vocab: int, n_feats: int, cfg: EncoderConfig, speaker_dim: int = 0):
         super().__init__()
         c = cfg.n_channels
         self.n_channels = c
+        self.speaker_dim = speaker_dim
+        width = c + speaker_dim
         self.embedding = nn.Embedding(n_vocab, c)
         nn.init.normal_(self.embedding.weight, 0.0, c ** -0.5)
         self.prenet = (ConvPrenet(c, PRENET_KERNEL_SIZE, PRENET_LAYERS, PRENET_DROPOUT)
                        if cfg.prenet else None)
-        self.encoder = TransformerEncoder(cfg)
-        self.proj_m = nn.Conv1d(c, n_feats, 1)
-        self.duration_predictor = DurationPredictor(c, cfg.duration_filter_channels,
+        self.encoder = TransformerEncoder(dataclasses.replace(cfg, n_channels=width) if speaker_dim else cfg)
+        self.proj_m = nn.Conv1d(width, n_feats, 1)
+        self.duration_predictor = DurationPredictor(width, cfg.duration_filter_channels,
                                                     cfg.duration_kernel_size, cfg.p_dropout)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, speaker: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """tokens [B, L] (long), lengths [B] -> mu_x [B, n_feats, L], logw [B, 1, L], x_mask [B, 1, L].
 
-        mu_x and logw are zero on padded tokens; x_mask has mu_x's dtype.
+        mu_x and logw are zero on padded tokens; x_mask has mu_x's dtype. A multi-speaker encoder needs
+        `speaker`, the speaker vectors [B, speaker_dim]; a single-speaker one takes none.
         """
+        if (speaker is None) != (self.speaker_dim == 0):
+            raise ValueError("a multi-speaker text encoder needs the speaker vectors [B, speaker_dim]"
+                             if self.speaker_dim else "a single-speaker text encoder takes no speaker")
         x = self.embedding(tokens) * math.sqrt(self.n_channels)  # [B, L, C]
         x = x.transpose(1, 2)
         x_mask = sequence_mask(lengths, tokens.shape[1]).unsqueeze(1).to(x.dtype)
         if self.prenet is not None:
             x = self.prenet(x, x_mask)
+        if self.speaker_dim:
+            x = torch.cat([x, speaker.to(x.dtype).unsqueeze(-1).expand(-1, -1, x.shape[-1]) * x_mask], dim=1)
         x = self.encoder(x, x_mask)
         mu_x = self.proj_m(x) * x_mask
         logw = self.duration_predictor(x.detach(), x_mask)

@@ -4,7 +4,11 @@ The mel is treated as a one-channel image [n_feats, frames]. Grad-TTS stacks [mu
 channels and predicts the noise of x; here the input channels are the n blocks of the process state
 followed by mu, [u_1, ..., u_n, mu], and the output is one channel: the predicted noise of the last block
 (the only block the reverse process needs a score for; see docs THEORY.md, section 2). Order 1 is
-Grad-TTS's network with its two input channels swapped. No speaker embedding.
+Grad-TTS's network with its two input channels swapped.
+
+A multi-speaker network (speaker_dim > 0) takes one more input channel, as Grad-TTS's multi-speaker
+decoder does: the speaker vector through an MLP (speaker_dim -> 4 speaker_dim -> Mish -> n_feats),
+repeated over the frames: [u_1, ..., u_n, mu, s]. speaker_dim 0 builds exactly the single-speaker network.
 
 Every level halves frequency and time with a stride-2 convolution on the way down and doubles them on
 the way up, so frames (and n_feats) must be multiples of 2 ** (len(dim_mults) - 1): callers pad the
@@ -105,7 +109,7 @@ class RezeroAttention(nn.Module):
 class ScoreUNet(nn.Module):
     """eps_hat(u_t, mu, mask, t): the last block's noise predicted from the n blocks of the state and mu."""
 
-    def __init__(self, order: int, cfg: DecoderConfig, n_feats: int = 80):
+    def __init__(self, order: int, cfg: DecoderConfig, n_feats: int = 80, speaker_dim: int = 0):
         super().__init__()
         if order < 1:
             raise ValueError(f"order must be >= 1, got {order}")
@@ -119,7 +123,8 @@ class ScoreUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim))
 
         attention = (cfg.attention_heads, cfg.attention_head_dim)
-        dims = [order + 1, *(dim * mult for mult in cfg.dim_mults)]
+        self.speaker_dim = speaker_dim
+        dims = [order + 1 + (1 if speaker_dim else 0), *(dim * mult for mult in cfg.dim_mults)]
         levels = list(zip(dims[:-1], dims[1:]))
         self.downs = nn.ModuleList()
         for index, (dim_in, dim_out) in enumerate(levels):
@@ -144,9 +149,14 @@ class ScoreUNet(nn.Module):
             ]))
         self.final_block = Block(dim, dim, cfg.groups)
         self.final_conv = nn.Conv2d(dim, 1, 1)
+        if speaker_dim:  # built last: a single-speaker network draws its initial weights exactly as before
+            self.speaker_mlp = nn.Sequential(nn.Linear(speaker_dim, 4 * speaker_dim), nn.Mish(),
+                                             nn.Linear(4 * speaker_dim, n_feats))
 
-    def forward(self, u: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """u [B, n, n_feats, T], mu [B, n_feats, T], mask [B, 1, T], t [B] in [0, 1] -> [B, n_feats, T].
+    def forward(self, u: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor, t: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """u [B, n, n_feats, T], mu [B, n_feats, T], mask [B, 1, T], t [B] in [0, 1] -> [B, n_feats, T];
+        a multi-speaker network also needs `speaker`, the speaker vectors [B, speaker_dim].
 
         T must be a multiple of 2 ** num_downsamplings (pad with `fix_len_compatibility`). The output is
         zero on padded frames, and the content of padded frames (in u and mu) does not reach it; the
@@ -163,7 +173,14 @@ class ScoreUNet(nn.Module):
             t = t.expand(u.shape[0])
         time_emb = self.time_mlp(self.time_embedding(t).to(u.dtype))
 
-        x = torch.cat([u, mu.unsqueeze(1)], dim=1)
+        if (speaker is None) != (self.speaker_dim == 0):
+            raise ValueError("a multi-speaker score network needs the speaker vectors [B, speaker_dim]"
+                             if self.speaker_dim else "a single-speaker score network takes no speaker")
+        if self.speaker_dim:
+            s = self.speaker_mlp(speaker.to(u.dtype))  # [B, n_feats]
+            x = torch.cat([u, mu.unsqueeze(1), s[:, None, :, None].expand(-1, 1, -1, frames)], dim=1)
+        else:
+            x = torch.cat([u, mu.unsqueeze(1)], dim=1)
         mask = mask.unsqueeze(1).to(x.dtype)  # [B, 1, 1, T]
         masks = [mask]
         skips = []

@@ -13,6 +13,7 @@ _LAZY = {
                      "masked_lp", "process_times", "register_attack"), "holdtts.privacy.attacks"),
     **dict.fromkeys(("compute_metrics", "metrics_from_rows", "read_rows", "roc_metrics", "write_rows"),
                     "holdtts.privacy.metrics"),
+    **dict.fromkeys(("per_speaker_auroc", "speaker_level"), "holdtts.privacy.speakers"),
 }
 __all__ = sorted(_LAZY)
 

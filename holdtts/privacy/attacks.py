@@ -57,6 +57,9 @@ class AttackInputs:
     mel_lengths: Tensor
     alignment: Alignment | None  # encoder outputs aligned to the real mels (None for black-box attacks)
     segment: Segment | None  # the 2-second crops: x0, mu, mask [B, n_feats | 1, segment_frames] (idem)
+    # a multi-speaker model's speaker condition [B] (rows of its table, or MEAN_SPEAKER), else None: pass it
+    # on as model.eps_fn(mu, mask, inputs.speakers) and model.synthesize(..., speakers=inputs.speakers)
+    speakers: Tensor | None = None
 
     @property
     def q0(self) -> Tensor:
@@ -185,7 +188,9 @@ def _state_mask(inputs: AttackInputs) -> Tensor:
 
 
 def _eps_fn(model, inputs: AttackInputs):
-    return model.eps_fn(inputs.segment.mu, inputs.segment.mask)
+    if inputs.speakers is None:
+        return model.eps_fn(inputs.segment.mu, inputs.segment.mask)
+    return model.eps_fn(inputs.segment.mu, inputs.segment.mask, inputs.speakers)
 
 
 def _zero_noise(model, inputs: AttackInputs) -> Tensor:

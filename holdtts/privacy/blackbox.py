@@ -63,8 +63,10 @@ def synth_distance(model, inputs: AttackInputs, t, noise: NoiseSource, steps=Non
     scores = []
     for i, utt in enumerate(inputs.utt_ids):
         length = inputs.token_lengths[i:i + 1]
+        extra = {} if inputs.speakers is None else {"speakers": inputs.speakers[i:i + 1]}
         mels, frames = model.synthesize(inputs.tokens[i:i + 1, : int(length)], length, steps=steps, sampler=sampler,
-                                        temperature=temperature, generator=utterance_generator(noise, utt, device))
+                                        temperature=temperature, generator=utterance_generator(noise, utt, device),
+                                        **extra)
         generated = mels[0, :, : int(frames[0])].float().cpu().numpy()
         reference = inputs.mels[i, :, : int(inputs.mel_lengths[i])].float().cpu().numpy()
         scores.append(-measure(generated, reference))

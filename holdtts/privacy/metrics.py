@@ -6,6 +6,11 @@ Per (attack, t), on all rows: AUROC, ASR, TPR at 1% and 0.1% FPR with stratified
 label-permutation p-value over every cell), each attack at its calibration-picked t (`heldout`), and the
 in-sample maximum labelled as the optimistic upper bound it is. Everything is a function of the rows alone,
 so `metrics_from_rows` on a rows file reproduces the JSON exactly.
+
+Rows of multi-speaker data carry a speaker column (holdtts.privacy.speakers). When every speaker is wholly a
+member or a non-member (the speaker protocol), the utterance-level halves and permutations keep speakers
+whole and `speaker_level` adds the analysis on speakers; otherwise (the utterance protocol) `per_speaker`
+gives the spread of the headline's AUROC across speakers.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import InputError
+from holdtts.privacy.speakers import infer_protocol, per_speaker_auroc, row_speakers, speaker_level
 from holdtts.privacy.statistics import (
     DEFAULT_PERMUTATIONS,
     FPR_TARGETS,
@@ -31,6 +37,7 @@ from holdtts.privacy.statistics import (
 from holdtts.utils.fileio import atomic_open
 
 ROW_FIELDS = ("utt_id", "member", "attack", "t", "score")
+SPEAKER_FIELD = "speaker"  # rows of multi-speaker data carry the utterance's speaker as a sixth column
 __all__ = ["FPR_TARGETS", "METRICS", "NO_T", "ROW_FIELDS", "bootstrap", "compute_metrics", "format_t",
            "metrics_from_rows", "read_rows", "roc_metrics", "write_rows"]
 
@@ -68,8 +75,22 @@ def compute_metrics(rows: Iterable[dict], bootstrap_samples: int = 1000, seed: i
         best_t = max(result["by_t"], key=lambda t: (result["by_t"][t]["auroc"], _t_value(t)))
         result["best_t"] = best_t
         result["best"] = result["by_t"][best_t]
-    analysis = leakage(ScoreTable.from_rows(rows), split_seed=split_seed, permutations=permutations,
-                       bootstrap_samples=bootstrap_samples, seed=seed, alternative=alternative)
+    table = ScoreTable.from_rows(rows)
+    speakers = row_speakers(rows)
+    protocol = None if speakers is None else infer_protocol(table, speakers)
+    groups = [speakers[u] for u in table.utt_ids] if protocol == "speaker" else None
+    analysis = leakage(table, split_seed=split_seed, permutations=permutations,
+                       bootstrap_samples=bootstrap_samples, seed=seed, alternative=alternative, groups=groups)
+    extra: dict = {}
+    if speakers is not None:
+        extra["protocol"] = protocol
+        extra["num_speakers"] = len(set(speakers.values()))
+        if protocol == "speaker":
+            extra["speaker_level"] = speaker_level(table, speakers, split_seed=split_seed, permutations=permutations,
+                                                   bootstrap_samples=bootstrap_samples, seed=seed,
+                                                   alternative=alternative)
+        else:
+            extra["per_speaker"] = per_speaker_auroc(table, speakers, analysis["headline"])
     return {
         "positive_class": "member",
         "bootstrap": {"samples": bootstrap_samples, "seed": seed, "level": 0.95, "stratified": True},
@@ -77,6 +98,7 @@ def compute_metrics(rows: Iterable[dict], bootstrap_samples: int = 1000, seed: i
         "num_nonmembers": nonmembers,
         **analysis,
         "attacks": results,
+        **extra,
         "note": "headline and heldout: attack and t picked on a calibration half, measured on the test half; "
                 "by_t, best_t and in_sample_max: on all rows (best_t and in_sample_max are optimistic upper "
                 "bounds for the attacker, not findings)",
@@ -88,11 +110,14 @@ def _t_value(t: str) -> float:
 
 
 def write_rows(path: str | Path, rows: Iterable[dict]) -> None:
+    """rows.tsv: the ROW_FIELDS columns, and the speaker column when the rows have one (multi-speaker data)."""
+    rows = list(rows)
+    fields = ROW_FIELDS + ((SPEAKER_FIELD,) if rows and SPEAKER_FIELD in rows[0] else ())
     with atomic_open(path, "w") as f:
-        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in ROW_FIELDS})
+            writer.writerow({k: row[k] for k in fields})
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -103,7 +128,10 @@ def read_rows(path: str | Path) -> list[dict]:
             if reader.fieldnames is None or any(c not in reader.fieldnames for c in ROW_FIELDS):
                 raise InputError(f"a rows file needs the columns {', '.join(ROW_FIELDS)}", path, 1)
             rows = []
+            speakers = SPEAKER_FIELD in reader.fieldnames
             for line, row in enumerate(reader, 2):
+                if speakers and not row[SPEAKER_FIELD]:
+                    raise InputError("the speaker column is empty", path, line)
                 if row["member"] not in ("0", "1"):
                     raise InputError(f"member must be 0 or 1, got {row['member']!r}", path, line)
                 try:

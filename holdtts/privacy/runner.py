@@ -1,4 +1,12 @@
-"""Run attacks on a trained model: members vs non-members from the splits, batched, rows + metrics."""
+"""Run attacks on a trained model: members vs non-members from the splits, batched, rows + metrics.
+
+Multi-speaker data (utt2spk in the data directory): every row carries its utterance's speaker, so the
+speaker-level analysis recomputes from rows.tsv alone, and a multi-speaker model is asked under a speaker
+condition (`speaker_condition`, docs/speakers.md):
+  own   each utterance under its own speaker's row (the utterance protocol: every speaker was trained);
+  mean  every utterance under the model's mean voice, the mean of its trained rows (the speaker protocol's
+        default: non-member speakers have no row, and the condition must not tell members by itself).
+"""
 from __future__ import annotations
 
 import logging
@@ -12,20 +20,27 @@ import numpy as np
 import torch
 
 from holdtts.data.dataset import FeatureStore, collate, load_split
-from holdtts.errors import HoldttsError
+from holdtts.data.speaker_map import read_utt2spk
+from holdtts.errors import ConfigError, HoldttsError
 from holdtts.privacy.attacks import AttackInputs, NoiseSource, get_attack
 from holdtts.privacy.metrics import compute_metrics, format_t, write_rows
 from holdtts.utils.fileio import ensure_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
+SPEAKER_CONDITIONS = ("own", "mean")
+PROTOCOLS = ("utterance", "speaker")
+
 
 @dataclass
 class AttackTarget:
-    """Who the attacker tests: the model's own training split against utterances never trained on."""
+    """Who the attacker tests: the model's own training split against utterances never trained on.
+    Multi-speaker data adds each utterance's speaker and the membership protocol of splits.json."""
 
     members: list[str]
     nonmembers: list[str]
+    speakers: dict[str, str] | None = None  # utterance -> speaker id (utt2spk), for multi-speaker data
+    protocol: str | None = None  # "utterance" or "speaker" (splits.json), None for single-speaker data
 
     @staticmethod
     def from_splits(data_dir: str | Path, member_split: str, nonmember_split: str = "nonmembers",
@@ -36,7 +51,61 @@ class AttackTarget:
         if overlap:
             raise HoldttsError(f"splits '{member_split}' and '{nonmember_split}' share {len(overlap)} "
                                "utterances: the attack would be meaningless")
-        return AttackTarget(_subsample(members, max_utts, seed), _subsample(nonmembers, max_utts, seed + 1))
+        target = AttackTarget(_subsample(members, max_utts, seed), _subsample(nonmembers, max_utts, seed + 1))
+        utt2spk = read_utt2spk(data_dir)
+        if utt2spk is not None:
+            missing = [u for u in target.members + target.nonmembers if u not in utt2spk]
+            if missing:
+                raise HoldttsError(f"{Path(data_dir) / 'utt2spk'}: {len(missing)} attacked utterance(s) have no "
+                                   f"speaker, e.g. '{missing[0]}'")
+            target.speakers = {u: utt2spk[u] for u in target.members + target.nonmembers}
+            target.protocol = _protocol(data_dir)
+        return target
+
+
+def _protocol(data_dir: str | Path) -> str:
+    """splits.json's membership protocol ("utterance" when it records none)."""
+    from holdtts.data.splits import SPLITS_JSON, load_splits_meta
+
+    if not (Path(data_dir) / SPLITS_JSON).is_file():
+        return "utterance"
+    protocol = load_splits_meta(data_dir).get("protocol", "utterance")
+    if protocol not in PROTOCOLS:
+        raise HoldttsError(f"{Path(data_dir) / SPLITS_JSON}: unknown protocol {protocol!r} "
+                           f"(known: {', '.join(PROTOCOLS)})")
+    return protocol
+
+
+def default_speaker_condition(protocol: str | None) -> str:
+    """The speaker protocol's non-members have no row of their own: every utterance gets the mean voice.
+    Under the utterance protocol every attacked speaker was trained: each gets its own row."""
+    return "mean" if protocol == "speaker" else "own"
+
+
+def speaker_rows(model, target: AttackTarget, condition: str | None) -> tuple[dict[str, int] | None, str | None]:
+    """(utterance -> speaker-table row, the condition used) for a multi-speaker model; (None, None) for a
+    single-speaker one. "own" refuses a speaker the model has no row for."""
+    from holdtts.models.tts import MEAN_SPEAKER
+
+    if getattr(model, "n_speakers", 1) == 1:
+        if condition is not None:
+            raise ConfigError(f"speaker condition '{condition}': this is a single-speaker model")
+        return None, None
+    condition = condition or default_speaker_condition(target.protocol)
+    if condition not in SPEAKER_CONDITIONS:
+        raise ConfigError(f"unknown speaker condition {condition!r} (known: {', '.join(SPEAKER_CONDITIONS)})")
+    if target.speakers is None:
+        raise HoldttsError("a multi-speaker model needs each attacked utterance's speaker: the data directory "
+                           "has no utt2spk")
+    utts = target.members + target.nonmembers
+    if condition == "mean":
+        return dict.fromkeys(utts, MEAN_SPEAKER), condition
+    known = {s: i for i, s in enumerate(model.speaker_ids or [])}
+    unseen = sorted({target.speakers[u] for u in utts} - set(known))
+    if unseen:
+        raise HoldttsError(f"speaker condition 'own': {len(unseen)} attacked speaker(s) have no row in the model's "
+                           f"speaker table, e.g. '{unseen[0]}' (speaker-level non-members): use the mean condition")
+    return {u: known[target.speakers[u]] for u in utts}, condition
 
 
 def _subsample(utts: list[str], count: int | None, seed: int) -> list[str]:
@@ -57,28 +126,38 @@ def _crop_starts(store: FeatureStore, utts: Sequence[str], segment_frames: int, 
 
 @torch.no_grad()
 def prepare_inputs(model, store: FeatureStore, utts: Sequence[str], seed: int,
-                   device: torch.device, white_box: bool = True) -> AttackInputs:
+                   device: torch.device, white_box: bool = True,
+                   speakers: dict[str, int] | None = None) -> AttackInputs:
     """The published evaluation: encoder mu aligned to the real mel by MAS, a seeded 2-second crop.
-    Without `white_box` only the texts and the real mels (black-box attacks need no more)."""
-    batch = collate(store, utts, model.segment_frames)
+    Without `white_box` only the texts and the real mels (black-box attacks need no more). `speakers`:
+    each utterance's speaker condition (a row of a multi-speaker model's table, or MEAN_SPEAKER)."""
+    batch = collate(store, utts, model.segment_frames, speakers=speakers)
     batch.crop_starts = _crop_starts(store, utts, model.segment_frames, seed)
     batch = batch.to(device)
     alignment = segment = None
     if white_box:
-        alignment = model.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
+        if batch.speakers is None:
+            alignment = model.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths)
+        else:
+            alignment = model.align(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths,
+                                    batch.speakers)
         segment = model.crop(batch.mels, alignment, batch.crop_starts)
     return AttackInputs(list(utts), batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths,
-                        alignment, segment)
+                        alignment, segment, batch.speakers)
 
 
 @torch.no_grad()
 def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Sequence[str],
                 t_grids: dict[str, Sequence[float]] | None = None, batch_size: int = 32, seed: int = 1234,
-                params: dict[str, dict] | None = None, progress: bool = False) -> tuple[list[dict], dict]:
-    """Score every (utterance, attack, t). Returns (rows, info): rows carry ROW_FIELDS; info holds the
-    grids and parameters actually used and the time each attack took."""
+                params: dict[str, dict] | None = None, progress: bool = False,
+                speaker_condition: str | None = None) -> tuple[list[dict], dict]:
+    """Score every (utterance, attack, t). Returns (rows, info): rows carry ROW_FIELDS (and the speaker, for
+    multi-speaker data); info holds the grids and parameters actually used, the speaker condition and the
+    time each attack took. `speaker_condition` ("own" or "mean"; default by the target's protocol) applies
+    to multi-speaker models."""
     device = next(model.parameters()).device
     model.eval()
+    rows_of, condition = speaker_rows(model, target, speaker_condition)
     chosen = []
     for name in attacks:
         attack = get_attack(name)
@@ -106,7 +185,8 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
     for start in range(0, len(labelled), batch_size):
         chunk = labelled[start:start + batch_size]
         utts = [u for u, _ in chunk]
-        inputs = prepare_inputs(model, store, utts, seed, device, any(attack.white_box for attack, _ in chosen))
+        inputs = prepare_inputs(model, store, utts, seed, device, any(attack.white_box for attack, _ in chosen),
+                                rows_of)
         for attack, grid in chosen:
             began = time.perf_counter()
             for t in grid:
@@ -114,8 +194,10 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
                 scores = attack(model, inputs, t, noise, **(params or {}).get(attack.name, {}))
                 scores = scores.float().cpu().tolist()
                 for (utt, member), score in zip(chunk, scores):
-                    rows.append({"utt_id": utt, "member": member, "attack": attack.name, "t": format_t(t),
-                                 "score": score})
+                    row = {"utt_id": utt, "member": member, "attack": attack.name, "t": format_t(t), "score": score}
+                    if target.speakers is not None:
+                        row["speaker"] = target.speakers[utt]
+                    rows.append(row)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds[attack.name] += time.perf_counter() - began
@@ -130,16 +212,22 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
         "t_grids": {attack.name: [format_t(t) for t in grid] for attack, grid in chosen},
         "params": {attack.name: {**attack.params, **(params or {}).get(attack.name, {})} for attack, _ in chosen},
     }
+    if target.speakers is not None:
+        info["protocol"] = target.protocol
+        info["num_speakers"] = len(set(target.speakers.values()))
+    if condition is not None:
+        info["speaker_condition"] = condition
     return rows, info
 
 
 def attack_experiment(model, store: FeatureStore, target: AttackTarget, out_dir: str | Path,
                       attacks: Sequence[str], t_grids=None, batch_size: int = 32, seed: int = 1234,
                       bootstrap_samples: int = 1000, params=None, progress: bool = False,
-                      meta: dict | None = None) -> dict:
+                      meta: dict | None = None, speaker_condition: str | None = None) -> dict:
     """Run attacks and write <out_dir>/rows.tsv, metrics.json and attack.json (settings and timing)."""
     out_dir = ensure_dir(out_dir)
-    rows, info = run_attacks(model, store, target, attacks, t_grids, batch_size, seed, params, progress)
+    rows, info = run_attacks(model, store, target, attacks, t_grids, batch_size, seed, params, progress,
+                             speaker_condition)
     metrics = compute_metrics(rows, bootstrap_samples, seed)
     write_rows(out_dir / "rows.tsv", rows)
     write_json_atomic(out_dir / "metrics.json", metrics)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,10 +205,18 @@ def oriented(value: np.ndarray | float, direction: int):
 # --------------------------------------------------------------------------- the calibration / test split
 
 
-def calibration_mask(utt_ids: Sequence[str], labels: np.ndarray, seed: int = 0) -> np.ndarray:
+def calibration_mask(utt_ids: Sequence[str], labels: np.ndarray, seed: int = 0,
+                     groups: Sequence[str] | None = None) -> np.ndarray:
     """True for the calibration half. Stratified (half the members, half the non-members; an odd count gives
     the extra utterance to the test half) and seeded; an utterance's place depends only on (seed, its id) and
-    which utterances are in the set, so systems attacked on the same utterances share the split."""
+    which utterances are in the set, so systems attacked on the same utterances share the split.
+
+    With `groups` (each utterance's speaker, whose utterances must share one label) whole groups go to one
+    half: the split of the group ids themselves, so it is the speaker-level analysis's split too."""
+    if groups is not None:
+        names, index = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        group_labels = group_label_array(index, labels, len(names))
+        return calibration_mask(list(names), group_labels, seed)[index]
     mask = np.zeros(len(utt_ids), dtype=bool)
     for cls in (0, 1):
         members = np.flatnonzero(labels == cls)
@@ -218,6 +226,15 @@ def calibration_mask(utt_ids: Sequence[str], labels: np.ndarray, seed: int = 0) 
         order = sorted(members, key=lambda i: (zlib.crc32(f"{seed}|{utt_ids[i]}".encode()), utt_ids[i]))
         mask[order[:len(members) // 2]] = True
     return mask
+
+
+def group_label_array(index: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Each group's label from its utterances' (which must agree): [count]."""
+    members = np.bincount(index, weights=labels, minlength=count)
+    sizes = np.bincount(index, minlength=count)
+    if np.any((members > 0) & (members < sizes)):
+        raise ValueError("a group (speaker) has both members and non-members: it cannot be split as a whole")
+    return (members > 0).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- selection on the calibration half
@@ -262,32 +279,48 @@ def _check_alternative(alternative: str) -> None:
 
 
 def permutation_test(table: ScoreTable, permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0,
-                     alternative: str = "two-sided") -> dict:
+                     alternative: str = "two-sided", groups: Sequence[str] | None = None) -> dict:
     """p-value of "no cell tells members from non-members": the maximum over all cells of |AUROC - 0.5|
     (two-sided) or of AUROC (greater) on all the utterances, against its distribution under random
     relabelling (member and non-member counts kept). p = (1 + #{permuted >= observed}) / (1 + permutations),
-    so it is never 0 and is exact for any number of cells."""
+    so it is never 0 and is exact for any number of cells.
+
+    With `groups` (each utterance's speaker, whose utterances share one label) whole groups are relabelled:
+    the null of the speaker protocol, where utterances of one speaker are not exchangeable with others'."""
     _check_alternative(alternative)
     ranks = rankdata(table.scores, axis=-1)  # [C, N], invariant under relabelling
-    n1, n0 = table.num_members, table.num_nonmembers
+    index = group_labels = None
+    if groups is not None:
+        names, index = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        group_labels = group_label_array(index, table.labels, len(names))
 
-    def statistic(rank_sums: np.ndarray) -> np.ndarray:
+    def statistic(rank_sums: np.ndarray, n1) -> np.ndarray:
+        n1 = np.asarray(n1, dtype=np.float64)[..., None] if np.ndim(n1) else n1
+        n0 = len(table.labels) - n1
         values = (rank_sums - n1 * (n1 + 1) / 2) / (n1 * n0)
         return np.abs(values - 0.5).max(axis=-1) if alternative == "two-sided" else values.max(axis=-1)
 
-    observed = float(statistic(ranks @ table.labels.astype(np.float64)))
+    observed = float(statistic(ranks @ table.labels.astype(np.float64), table.num_members))
     rng = np.random.default_rng(seed)
     exceed = 0
     chunk = max(1, min(permutations, 2_000_000 // max(1, len(table.labels))))
     done = 0
     while done < permutations:
         size = min(chunk, permutations - done)
-        labels = np.stack([rng.permutation(table.labels) for _ in range(size)]).astype(np.float64)  # [S, N]
-        exceed += int((statistic(labels @ ranks.T) >= observed - 1e-12).sum())
+        if groups is None:
+            labels = np.stack([rng.permutation(table.labels) for _ in range(size)]).astype(np.float64)  # [S, N]
+            counts = table.num_members
+        else:
+            labels = np.stack([rng.permutation(group_labels)[index] for _ in range(size)]).astype(np.float64)
+            counts = labels.sum(axis=1)
+        exceed += int((statistic(labels @ ranks.T, counts) >= observed - 1e-12).sum())
         done += size
-    return {"p_value": (1 + exceed) / (1 + permutations), "permutations": permutations, "seed": seed,
-            "statistic": "max |AUROC - 0.5|" if alternative == "two-sided" else "max AUROC",
-            "observed": observed, "cells": len(table.cells), "alternative": alternative}
+    out = {"p_value": (1 + exceed) / (1 + permutations), "permutations": permutations, "seed": seed,
+           "statistic": "max |AUROC - 0.5|" if alternative == "two-sided" else "max AUROC",
+           "observed": observed, "cells": len(table.cells), "alternative": alternative}
+    if groups is not None:
+        out["relabelled"] = f"whole speakers ({len(group_labels)})"
+    return out
 
 
 # --------------------------------------------------------------------------- figures on the test half
@@ -310,16 +343,26 @@ def low_fpr(labels: np.ndarray, scores: np.ndarray) -> dict:
 
 def leakage(table: ScoreTable, split_seed: int = 0, permutations: int = DEFAULT_PERMUTATIONS,
             bootstrap_samples: int = 1000, seed: int = 0, alternative: str = "two-sided",
-            alpha: float = DEFAULT_ALPHA) -> dict:
+            alpha: float = DEFAULT_ALPHA, groups: Sequence[str] | None = None,
+            permutation: Callable[[ScoreTable], dict] | None = None,
+            in_sample: ScoreTable | None = None, unit: str = "utterances") -> dict:
     """The held-out analysis of one table: `headline` (the strongest attack picked on the calibration half,
     measured on the test half, with the permutation p-value over every cell), `heldout` (each attack at its
     calibration-picked t, measured on the test half, with its own permutation p over its t grid), and
-    `in_sample_max` (the published way: the best cell on all rows; an optimistic upper bound)."""
-    calibration = calibration_mask(table.utt_ids, table.labels, split_seed)
+    `in_sample_max` (the published way: the best cell on all rows; an optimistic upper bound).
+
+    `groups` (each utterance's speaker; the speaker protocol): the halves and the permutations keep each
+    speaker's utterances together. `permutation(sub_table)` replaces the permutation test (the speaker-level
+    analysis refits its likelihood-ratio cells under each relabelling), and `in_sample` the table the
+    in-sample maximum is read from."""
+    calibration = calibration_mask(table.utt_ids, table.labels, split_seed, groups)
     test = ~calibration
     strongest, per_attack = select(table, calibration, alternative)
     test_labels = table.labels[test]
-    perm = permutation_test(table, permutations, seed, alternative)
+    if permutation is None:
+        def permutation(sub: ScoreTable) -> dict:
+            return permutation_test(sub, permutations, seed, alternative, groups)
+    perm = permutation(table)
 
     def measured(choice: Choice, full_bootstrap: bool) -> dict:
         scores = choice.direction * table.scores[choice.index, test]
@@ -345,10 +388,13 @@ def leakage(table: ScoreTable, split_seed: int = 0, permutations: int = DEFAULT_
         "detected": perm["p_value"] < alpha,
         "alpha": alpha,
         "selection": (f"strongest of {len(table.cells)} (attack, t) cells by AUROC on a calibration half "
-                      f"({n_cal[0]} members / {n_cal[1]} non-members, split seed {split_seed}, "
-                      f"{alternative}); measured on the other half ({n_test[0]} / {n_test[1]}); p from a "
-                      f"label permutation test of the {perm['statistic']} over all {len(table.cells)} cells "
-                      f"and all utterances ({permutations} permutations)"),
+                      f"({n_cal[0]} members / {n_cal[1]} non-members{'' if unit == 'utterances' else ' ' + unit}"
+                      f", split seed {split_seed}"
+                      f"{', speakers kept whole' if groups is not None else ''}, {alternative}); measured on the "
+                      f"other half ({n_test[0]} / {n_test[1]}); p from a label permutation test of the "
+                      f"{perm['statistic']} over all {len(table.cells)} cells and all {unit} "
+                      f"({perm['permutations']} permutations"
+                      f"{', whole speakers relabelled' if groups is not None else ''})"),
         "num_members_test": n_test[0], "num_nonmembers_test": n_test[1],
         "num_members_calibration": n_cal[0], "num_nonmembers_calibration": n_cal[1],
     })
@@ -356,20 +402,22 @@ def leakage(table: ScoreTable, split_seed: int = 0, permutations: int = DEFAULT_
     for attack, choice in per_attack.items():
         entry = measured(choice, False)
         sub = table.restrict(attacks=[attack])
-        entry["p_value"] = permutation_test(sub, permutations, seed, alternative)["p_value"]
+        entry["p_value"] = permutation(sub)["p_value"]
         entry["cells"] = len(sub.cells)
         heldout[attack] = entry
-    in_sample = max(range(len(table.cells)), key=lambda i: (auroc(table.scores[i], table.labels), -i))
+    whole = table if in_sample is None else in_sample
+    best = max(range(len(whole.cells)), key=lambda i: (auroc(whole.scores[i], whole.labels), -i))
     return {
         "headline": headline,
         "heldout": heldout,
         "permutation": perm,
         "split": {"seed": split_seed, "calibration": {"members": n_cal[0], "nonmembers": n_cal[1]},
-                  "test": {"members": n_test[0], "nonmembers": n_test[1]}},
+                  "test": {"members": n_test[0], "nonmembers": n_test[1]},
+                  **({} if groups is None else {"grouped_by": "speaker"})},
         "alternative": alternative,
-        "in_sample_max": {"attack": table.cells[in_sample].attack, "t": table.cells[in_sample].t,
-                          "source": table.cells[in_sample].source,
-                          "auroc": float(auroc(table.scores[in_sample], table.labels)),
+        "in_sample_max": {"attack": whole.cells[best].attack, "t": whole.cells[best].t,
+                          "source": whole.cells[best].source,
+                          "auroc": float(auroc(whole.scores[best], whole.labels)),
                           "note": "the best cell picked on all rows it is reported on (as the published attacks "
                                   "report it): an optimistic upper bound, above 0.5 even without any signal"},
     }

@@ -105,7 +105,8 @@ class ClipCache:
 def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]], texts: Mapping[str, str],
                    device: str = "cpu", metrics: Sequence[str] = DEFAULT_METRICS,
                    cache_dir: str | os.PathLike | None = None,
-                   reference_set: Sequence[str | os.PathLike] | None = None) -> tuple[list[dict], dict]:
+                   reference_set: Sequence[str | os.PathLike] | None = None,
+                   speakers: Mapping[str, str] | None = None) -> tuple[list[dict], dict]:
     """Score generated audio against the real recordings of the same sentences.
 
     pairs: utt_id -> (generated wav path, reference wav path); any sampling rate, mono or not.
@@ -114,6 +115,9 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     cache_dir: where per-clip results of the slow metrics are kept (see ClipCache); None: no cache.
     reference_set: other real recordings for the set-level metrics (Frechet and kernel distances) to
         compare the generated set with, instead of the paired references.
+    speakers: utt_id -> speaker (multi-speaker data): with fd_speaker, each row gets `spk_cosine_speaker`, the
+        cosine of the generated clip's embedding with the centroid of its speaker's reference clips, and the
+        summary `speaker_similarity`, per speaker and overall (`speaker_similarity_summary`).
     Returns (rows, summary): one dict per utterance, sorted by utt_id, and the set-level values.
     """
     cache = ClipCache(cache_dir)
@@ -132,6 +136,11 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
             raise InputError(f"no text for {len(missing)} utterance(s) to score WER, e.g. {missing[0]}")
 
     rows: list[dict] = []
+    paired_embeddings: dict[str, dict[str, np.ndarray]] = {}
+    if speakers is not None:
+        missing = [utt for utt in ids if utt not in speakers]
+        if missing:
+            raise InputError(f"no speaker for {len(missing)} utterance(s), e.g. {missing[0]}")
     speaker: dict[str, list] = {"generated": [], "reference": []}
     mel_frames: dict[str, list] = {"generated": [], "reference": []}
     word_errors = {(m, side): [] for m in wer_metrics for side in ("generated", "reference")}
@@ -150,9 +159,12 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
                      "generated_seconds": clips["generated"].seconds,
                      "reference_seconds": clips["reference"].seconds}
 
+        if speakers is not None:
+            row["speaker"] = speakers[utt]
         if "fd_speaker" in metrics:
             embeddings = {side: embed(utt, clip) for side, clip in clips.items()}
             row["spk_cosine"] = float(embeddings["generated"] @ embeddings["reference"])
+            paired_embeddings[utt] = embeddings
             speaker["generated"].append(embeddings["generated"])
             if reference_set is None:
                 speaker["reference"].append(embeddings["reference"])
@@ -215,6 +227,8 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
         summary["fd_speaker"] = {**_frechet_summary(result, kid.frechet_vs_n(generated, reference)),
                                  "mean_spk_cosine": _mean([r["spk_cosine"] for r in rows])}
         summary["kid_speaker"] = _kid_summary(kid.kernel_distance(generated, reference, unit="utterances"))
+        if speakers is not None:
+            summary["speaker_similarity"] = speaker_similarity_summary(rows, paired_embeddings)
     if "fd_logmel" in metrics:
         generated, reference = mel_frames["generated"], mel_frames["reference"]
         result = frechet.frechet_distance(np.concatenate(generated), np.concatenate(reference), unit="frames")
@@ -232,6 +246,32 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
         summary["mcd"] = {"mean": _mean(values), "std": float(np.std(values)), "n": len(values),
                           "coefficients": mcd.MCD_COEFFICIENTS, "alignment": "dtw"}
     return rows, summary
+
+
+def speaker_similarity_summary(rows: list[dict], embeddings: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+    """Speaker similarity of the synthesis to each speaker's real recordings: per row, the cosine of the
+    generated embedding with the (L2-normalised) centroid of the speaker's reference embeddings
+    (`spk_cosine_speaker`, set on the rows); per speaker its mean and the mean paired cosine; overall the
+    mean over utterances and the mean over speakers (every speaker weighted alike)."""
+    by_speaker: dict[str, list[dict]] = {}
+    for row in rows:
+        by_speaker.setdefault(row["speaker"], []).append(row)
+    per_speaker = {}
+    for name, group in sorted(by_speaker.items()):
+        centroid = np.mean([embeddings[r["utt_id"]]["reference"] for r in group], axis=0)
+        centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+        for r in group:
+            r["spk_cosine_speaker"] = float(embeddings[r["utt_id"]]["generated"] @ centroid)
+        per_speaker[name] = {"n": len(group), "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in group]),
+                             "mean_pair_cosine": _mean([r["spk_cosine"] for r in group])}
+    return {
+        "per_speaker": per_speaker,
+        "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in rows]),
+        "speaker_mean_cosine_to_speaker": _mean([v["mean_cosine_to_speaker"] for v in per_speaker.values()]),
+        "num_speakers": len(per_speaker),
+        "definition": "cosine of the generated clip's Resemblyzer embedding with the normalised centroid of its "
+                      "speaker's reference clips (the real recordings of the evaluated split, vocoded alike)",
+    }
 
 
 def _tsv_field(value) -> str:

@@ -9,9 +9,11 @@ import soundfile as sf
 import torch
 
 from holdtts.data.dataset import FeatureStore, load_split
+from holdtts.data.speaker_map import read_utt2spk
 from holdtts.data.tables import read_table
+from holdtts.errors import HoldttsError
 from holdtts.quality.evaluate import DEFAULT_METRICS, evaluate_pairs, write_rows_tsv, write_summary_json
-from holdtts.synthesis import synthesize_texts, write_outputs
+from holdtts.synthesis import MEAN_VOICE, synthesize_texts, write_outputs
 from holdtts.utils.fileio import atomic_path, ensure_dir, refuse_overwrite
 
 
@@ -62,6 +64,22 @@ def vocode_reference(store: FeatureStore, utts: list[str], vocoder, out_dir: Pat
     return paths
 
 
+def synthesis_voices(model, utts: list[str], utt2spk: dict[str, str] | None) -> list[str] | None:
+    """The voice each test sentence is synthesized in by a multi-speaker model: its speaker's own where the
+    model has that speaker, else the mean voice (an unseen speaker of the speaker protocol). None for a
+    single-speaker model."""
+    if getattr(model, "n_speakers", 1) == 1:
+        return None
+    if utt2spk is None:
+        raise HoldttsError("a multi-speaker model needs the test utterances' speakers: the data directory has "
+                           "no utt2spk")
+    missing = [u for u in utts if u not in utt2spk]
+    if missing:
+        raise HoldttsError(f"utt2spk: {len(missing)} test utterance(s) have no speaker, e.g. '{missing[0]}'")
+    known = set(model.speaker_ids or [])
+    return [utt2spk[u] if utt2spk[u] in known else MEAN_VOICE for u in utts]
+
+
 def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, out_dir: str | Path,
                     split: str = "test", max_utts: int | None = None, metrics=DEFAULT_METRICS, steps: int | None = None,
                     sampler: str | None = None, temperature: float | None = None, seed: int = 1234,
@@ -77,16 +95,24 @@ def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, 
     store = FeatureStore(dump_dir)
     store.check_utts(utts, Path(data_dir) / split)
     sample_rate = model.config.features.sample_rate
+    utt2spk = read_utt2spk(data_dir)
+    voices = synthesis_voices(model, utts, utt2spk)
     result = synthesize_texts(model, [texts[u] for u in utts], utts, vocoder, steps=steps, sampler=sampler,
-                              temperature=temperature, batch_size=batch_size, seed=seed)
+                              temperature=temperature, batch_size=batch_size, seed=seed,
+                              **({} if voices is None else {"speaker": voices}))
     syn = model.config.synthesis
     meta = {"model": str(model.checkpoint), "step": model.step, "sampler": sampler or syn.sampler,
             "steps": steps or syn.steps, "temperature": syn.temperature if temperature is None else temperature,
             "seed": seed, "vocoder": getattr(vocoder, "name", str(vocoder))}
+    if voices is not None:
+        meta["speaker_condition"] = {"own": sum(v != MEAN_VOICE for v in voices),
+                                     "mean voice (speaker not in the model)": sum(v == MEAN_VOICE for v in voices)}
     write_outputs(result, [texts[u] for u in utts], out_dir / "generated", sample_rate, overwrite=True, meta=meta)
     references = vocode_reference(store, utts, vocoder, out_dir / "reference", sample_rate)
     pairs = {u: (out_dir / "generated" / f"{u}.wav", references[u]) for u in utts}
-    rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir)
+    speakers = None if utt2spk is None else {u: utt2spk[u] for u in utts}
+    rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir,
+                                   speakers=speakers)
     summary.update({"split": split, "decoder_rtf": result.rtf, "reference": "real mels through the same vocoder",
                     **{k: v for k, v in meta.items() if k != "model"}, "model": meta["model"]})
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)

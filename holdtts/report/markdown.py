@@ -24,6 +24,7 @@ from holdtts.report.collect import (
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, verdict
 from holdtts.report.figures import FigureSet
 from holdtts.report.quality_tables import quality_sections, quality_summary
+from holdtts.report.speakers import speaker_section, speaker_summary
 
 REPORT_FORMAT = "holdtts-report-2"
 REFERENCE_SYSTEM = "vp"
@@ -230,6 +231,12 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
                                      if record is not reference else []),
             "training_aurocs": {a: [list(p) for p in points] for a, points in record.training_aurocs.items()},
         }
+        speakers = speaker_summary(record)
+        if speakers is not None:  # multi-speaker attack results only: single-speaker reports are unchanged
+            systems[record.name]["speakers"] = speakers
+        similarity = (record.quality or {}).get("speaker_similarity")
+        if similarity is not None:  # multi-speaker quality results only
+            systems[record.name]["speaker_similarity"] = similarity
     attack_tables = {}
     for attack in ordered_attacks(records):
         attack_tables[attack] = [{"system": r.name, **entry_record(e)} for r in records for e in r.best_entries(attack)]
@@ -822,6 +829,7 @@ def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
         "permutation test over every attack and t.\n",
         (_leakage_table(summary) if any(i["headline"] for i in summary["systems"].values())
          else "No attack results.") + "\n",
+        *([section] if (section := speaker_section(summary)) else []),
         "## Findings\n",
         f"Computed from the tables; the reference system is {reference}.\n",
         "\n".join(f"- {line}" for line in summary["findings"]) + "\n",

@@ -192,7 +192,8 @@ def split_batch(batch: Batch, size: int) -> list[Batch]:
         part = slice(start, start + size)
         tokens, mels = int(batch.token_lengths[part].max()), int(batch.mel_lengths[part].max())
         chunks.append(Batch(batch.utt_ids[part], batch.tokens[part, :tokens], batch.token_lengths[part],
-                            batch.mels[part, :, :mels], batch.mel_lengths[part], batch.crop_starts[part]))
+                            batch.mels[part, :, :mels], batch.mel_lengths[part], batch.crop_starts[part],
+                            None if batch.speakers is None else batch.speakers[part]))
     return chunks
 
 
@@ -207,8 +208,9 @@ class PoissonBatches(BucketedBatches):
     (seed, epoch, batch index), so a resumed run sees the batches an uninterrupted one would have.
     """
 
-    def __init__(self, store: FeatureStore, utts, batch_size: int, segment_frames: int, seed: int):
-        super().__init__(store, utts, batch_size, segment_frames, seed)
+    def __init__(self, store: FeatureStore, utts, batch_size: int, segment_frames: int, seed: int,
+                 speakers=None):
+        super().__init__(store, utts, batch_size, segment_frames, seed, speakers=speakers)
         self.sample_rate = batch_size / len(self.utts)
         if not 0 < self.sample_rate <= 1:
             raise ConfigError(f"train.batch_size ({batch_size}) must be between 1 and the number of training "
@@ -228,7 +230,8 @@ class PoissonBatches(BucketedBatches):
         if len(indices):
             return super().batch(epoch, index, indices)
         empty = torch.zeros(0, dtype=torch.long)
-        return Batch([], empty.view(0, 0), empty, torch.zeros(0, 0, 0), empty, empty)
+        return Batch([], empty.view(0, 0), empty, torch.zeros(0, 0, 0), empty, empty,
+                     None if self.speakers is None else empty)
 
 
 # --------------------------------------------------------------------------- accounting
@@ -335,7 +338,7 @@ class DPTrainer(Trainer):
         utts = self.train_utts()
         self.store.check_utts(utts, self.data_dir / self.cfg.data.train_split)
         return PoissonBatches(self.store, utts, self.cfg.train.batch_size, self.cfg.data.segment_frames,
-                              self.cfg.train.seed)
+                              self.cfg.train.seed, speakers=self.utt_speakers(utts))
 
     def extra_checkpoint_state(self) -> dict:
         return {"dp": {

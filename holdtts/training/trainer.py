@@ -28,9 +28,10 @@ from torch import nn
 import holdtts
 from holdtts.config import SystemConfig, config_from_dict, config_to_dict, dump_config
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, load_split
+from holdtts.data.speaker_map import check_checkpoint_speakers, training_speaker_map
 from holdtts.data.splits import member_checksum
 from holdtts.errors import ConfigError, HoldttsError
-from holdtts.models.tts import GradTTS
+from holdtts.models.tts import MEAN_SPEAKER, GradTTS
 from holdtts.training.ema import EMA
 from holdtts.training.loop import MAX_BAD_STEPS, TrainingLoop
 
@@ -79,11 +80,19 @@ class Trainer(TrainingLoop):
         self.store.check_utts(utts, self.data_dir / self.cfg.data.train_split)
         return BucketedBatches(self.store, utts, self.cfg.train.batch_size, self.cfg.data.segment_frames,
                                self.cfg.train.seed, self.cfg.data.bucket_size, self.dist.rank,
-                               self.dist.world_size)
+                               self.dist.world_size, speakers=self.utt_speakers(utts))
+
+    def utt_speakers(self, utts) -> dict[str, int] | None:
+        """Each utterance's row of the speaker table (multi-speaker models), else None."""
+        return None if self.speaker_map is None else self.speaker_map.utt_rows(utts)
 
     def step_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-utterance loss terms for one batch through the (possibly DDP-wrapped) model."""
-        return self.wrapped(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths, batch.crop_starts)
+        if batch.speakers is None:
+            return self.wrapped(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths,
+                                batch.crop_starts)
+        return self.wrapped(batch.tokens, batch.token_lengths, batch.mels, batch.mel_lengths, batch.crop_starts,
+                            speakers=batch.speakers)
 
     def loss_weights(self) -> dict[str, float]:
         loss = self.cfg.loss
@@ -137,6 +146,8 @@ class Trainer(TrainingLoop):
         self._start_processes()
         self.store = FeatureStore(self.dump_dir)
         self.symbols = self.store.symbols
+        self.speaker_map = training_speaker_map(self.cfg.model.n_speakers, self.data_dir, self.train_utts(),
+                                                self.cfg.data.train_split)
         self.batches = self.make_batches()
         self.members_sha256 = member_checksum(self.train_utts())
         self.total_steps = self._total_steps()
@@ -144,6 +155,9 @@ class Trainer(TrainingLoop):
         torch.manual_seed(self.cfg.train.seed + self.dist.rank)
         np.random.seed(self.cfg.train.seed + self.dist.rank)
         self.model = self.build_model(self.symbols.n_vocab).to(self.device)
+        if self.speaker_map is not None:  # before the EMA copy, which keeps them
+            self.model.speaker_ids = list(self.speaker_map.speakers)
+            self.model.trained_speaker_rows = self.trained_speaker_rows()
         self.ema = EMA(self.model, self.cfg.train.ema_decay)
         self.wrapped = self.model
         if self.dist.enabled:
@@ -155,6 +169,10 @@ class Trainer(TrainingLoop):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg, self.total_steps))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.precision == "fp16")
         self._resume()
+
+    def trained_speaker_rows(self) -> list[int]:
+        """The speaker-table rows of the training split's speakers."""
+        return sorted(set(self.speaker_map.utt_rows(self.train_utts()).values()))
 
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -170,6 +188,7 @@ class Trainer(TrainingLoop):
         self._check_same_members(checkpoint, state)
         if state["symbols"] != self.symbols.to_list():
             raise HoldttsError(f"{checkpoint}: its symbol table differs from {self.dump_dir}/symbols.txt")
+        check_checkpoint_speakers(state.get("speakers"), self.speaker_map, str(checkpoint))
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -199,6 +218,8 @@ class Trainer(TrainingLoop):
             "num_train_utts": len(self.batches.utts),
             "members_sha256": self.members_sha256,
         }
+        if self.speaker_map is not None:  # single-speaker checkpoints keep exactly their old entries
+            state["speakers"] = self.speaker_map.to_state(self.trained_speaker_rows())
         state.update(self.extra_checkpoint_state())
         return state
 
@@ -245,12 +266,21 @@ class Trainer(TrainingLoop):
         totals: dict[str, float] = {}
         size = self.cfg.train.batch_size
         for start in range(0, len(utts), size):
-            batch = collate(self.store, utts[start:start + size], self.cfg.data.segment_frames, rng).to(self.device)
+            chunk = utts[start:start + size]
+            batch = collate(self.store, chunk, self.cfg.data.segment_frames, rng,
+                            self.validation_speakers(chunk)).to(self.device)
             with self._autocast():
                 terms = self.validation_losses(model, batch, generator)
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + float(v.float().sum())
         return {f"valid/loss_{k}": v / len(utts) for k, v in totals.items()}
+
+    def validation_speakers(self, utts) -> dict[str, int] | None:
+        """Rows of the speaker table for validation utterances: their own speaker's row, or the mean voice
+        (MEAN_SPEAKER) for a speaker the table does not have."""
+        if self.speaker_map is None:
+            return None
+        return {u: self.speaker_map.utt_rows([u]).get(u, MEAN_SPEAKER) for u in utts}
 
     def validation_losses(self, model: nn.Module, batch: Batch, generator) -> dict[str, torch.Tensor]:
         return model.losses(batch, generator=generator)
@@ -266,9 +296,11 @@ class Trainer(TrainingLoop):
         from holdtts.vocoder import GriffinLimVocoder
 
         utt = load_split(self.data_dir, self.cfg.data.valid_split)[0]
-        batch = collate(self.store, [utt], self.cfg.data.segment_frames).to(self.device)
+        batch = collate(self.store, [utt], self.cfg.data.segment_frames,
+                        speakers=self.validation_speakers([utt])).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
-        mels, lengths = self.ema.model.synthesize(batch.tokens, batch.token_lengths, generator=generator)
+        mels, lengths = self.ema.model.synthesize(batch.tokens, batch.token_lengths, generator=generator,
+                                                  speakers=batch.speakers)
         generated = mels[0, :, : int(lengths[0])].float().cpu()
         target = batch.mels[0, :, : int(batch.mel_lengths[0])].float().cpu()
         fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
