@@ -1,15 +1,22 @@
 """Tiny multi-speaker corpora built by the tests: the project's form (metadata.csv with a speaker column),
 VCTK 0.92's layout (48 kHz flac, txt/) and LibriTTS's (24 kHz wav, .original.txt/.normalized.txt), and
-their archives (zip, tar.gz)."""
+their archives (zip, tar.gz); and multi-speaker data directories assembled by hand over already extracted
+features (`write_speaker_data_dir`), for tests that choose each utterance's speaker and split themselves."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import tarfile
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from holdtts.data.speakers import write_speaker_tables
+from holdtts.data.tables import read_table, write_table
 
 from corpus_factory import write_wav
 
@@ -115,3 +122,25 @@ def make_tar(base: Path, archive: Path, subset: str) -> dict[str, str]:
                 tar.add(path, arcname=f"LibriTTS/{path.name}")
     data = archive.read_bytes()
     return {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+
+
+def write_speaker_data_dir(base: Path, out: Path, utt2spk: Mapping[str, str], splits: Mapping[str, Sequence[str]],
+                           protocol: str, spk2id_speakers: Sequence[str] | None = None) -> Path:
+    """`out`: base's all/ tables, the given splits (subsets of them), the speaker tables as `holdtts prepare`
+    writes them (utt2spk and spk2utt of every utterance, spk2id of the members' speakers, or of
+    `spk2id_speakers`), and a splits.json with the protocol (not the full one `prepare` writes: the tests
+    using it read splits one at a time)."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(base / "all", out / "all")
+    tables = {name: read_table(base / "all" / name) for name in ("wav.scp", "text", "text.raw", "utt2num_samples")}
+    for name, utts in splits.items():
+        (out / name).mkdir(parents=True)
+        for table, values in tables.items():
+            write_table(out / name / table, {u: values[u] for u in utts})
+    table_speakers = set(spk2id_speakers) if spk2id_speakers is not None else {utt2spk[u] for u in splits["members"]}
+    write_speaker_tables(out, utt2spk, [u for u in utt2spk if utt2spk[u] in table_speakers])
+    (out / "splits.json").write_text(json.dumps({
+        "protocol": protocol, "num_speakers": len(set(utt2spk.values())),
+        "sizes": {name: len(utts) for name, utts in splits.items()}}))
+    return out

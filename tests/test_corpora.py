@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from speaker_factory import libritts_ids, make_libritts, make_tar, make_vctk, make_zip, vctk_ids
 from test_download import Handler, Server
 
 from holdtts.cli import main
@@ -25,6 +24,8 @@ from holdtts.data.features import extract_features
 from holdtts.data.splits import load_splits, load_splits_meta, prepare_data_dir
 from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError, InputError
+
+from speaker_factory import libritts_ids, make_libritts, make_tar, make_vctk, make_zip, vctk_ids
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from holdtts.privacy.metrics import compute_metrics
 from holdtts.privacy.runner import AttackTarget, run_attacks
 from holdtts.training.trainer import Trainer
 
-from speaker_corpus import write_speaker_data_dir
+from speaker_factory import write_speaker_data_dir
 from tiny import tiny_config
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from holdtts.data.dataset import FeatureStore, load_split
 from holdtts.data.speaker_map import read_speaker_map
 from holdtts.defenses.dualmd import DualGradTTS, teacher_speakers
-from holdtts.errors import HoldttsError
+from holdtts.errors import HoldttsError, InputError
 from holdtts.models.loading import load_model
 from holdtts.models.tts import MEAN_SPEAKER, GradTTS
 from holdtts.privacy.runner import AttackTarget, run_attacks
@@ -18,7 +18,7 @@ from holdtts.quality.evaluate import speaker_similarity_summary
 from holdtts.training.factory import make_trainer
 from holdtts.utils.checkpoint import load_checkpoint
 
-from speaker_corpus import write_speaker_data_dir
+from speaker_factory import write_speaker_data_dir
 from tiny import tiny_config
 
 WORDS = ("one", "two", "red", "cat", "sun", "day", "map", "boat")
@@ -56,6 +56,11 @@ def recipe(tmp_path_factory):
     return root
 
 
+def other_speaker(utt2spk):
+    """utt2spk with speaker spk3 renamed spk9: a spk2id of the same size whose last row is someone else."""
+    return {u: "spk9" if s == "spk3" else s for u, s in utt2spk.items()}
+
+
 def train(root, exp, *overrides, data="data", system="vp"):
     cfg = tiny_config(system, "train.max_steps=2", *overrides)
     return make_trainer(cfg, exp, root / data, root / "dump", device="cpu", progress_bar=False).run()
@@ -74,12 +79,10 @@ def test_a_multi_speaker_system_trains_and_records_its_speakers(recipe, tmp_path
     model = load_model(exp)
     assert model.speaker_ids == ["spk0", "spk1", "spk2", "spk3"] and model.trained_speaker_rows == trained
     assert "speaker_embedding.weight" in state["model"]
-    # resuming onto another spk2id (same count, rows reassigned) is refused
-    other = tmp_path / "data_swapped"
-    write_speaker_data_dir(recipe / "base", other, {u: s for u, s in speakers.utt2spk.items()},
-                           {n: load_split(recipe / "data", n) for n in ("members", "nonmembers")}, "utterance",
-                           spk2id_speakers=["spk1", "spk0", "spk2", "spk3"])
-    (other / "spk2id").write_text("spk0 1\nspk1 0\nspk2 2\nspk3 3\n")
+    # resuming onto another spk2id (same count, row 3 now another speaker's) is refused
+    other = write_speaker_data_dir(recipe / "base", tmp_path / "data_other", other_speaker(speakers.utt2spk),
+                                   {n: load_split(recipe / "data", n) for n in ("members", "nonmembers")},
+                                   "utterance")
     with pytest.raises(HoldttsError, match="another spk2id"):
         train(recipe, exp, "model.n_speakers=4", SPEAKER_DIM, "train.max_steps=3", data=other)
 
@@ -273,12 +276,15 @@ def test_attack_cli_and_evaluate_on_a_multi_speaker_system(recipe, tmp_path):
     settings = json.loads((out / "attack.json").read_text())
     assert settings["speaker_condition"] == "mean" and settings["protocol"] == "utterance"
     assert json.loads((out / "metrics.json").read_text())["protocol"] == "utterance"
-    swapped = write_speaker_data_dir(recipe / "base", tmp_path / "swapped", dict(read_speaker_map(
+    other = write_speaker_data_dir(recipe / "base", tmp_path / "other", other_speaker(read_speaker_map(
         recipe / "data").utt2spk), {n: load_split(recipe / "data", n) for n in ("members", "nonmembers")},
-        "utterance", spk2id_speakers=["spk0", "spk1", "spk2", "spk3"])
-    (swapped / "spk2id").write_text("spk0 1\nspk1 0\nspk2 2\nspk3 3\n")
-    refused = CliRunner().invoke(command, [*args, "--out-dir", str(tmp_path / "a2"), "--data-dir", str(swapped)])
+        "utterance")
+    refused = CliRunner().invoke(command, [*args, "--out-dir", str(tmp_path / "a2"), "--data-dir", str(other)])
     assert refused.exit_code != 0 and "another spk2id" in str(refused.exception)
+    # rows reassigned by hand (spk2id out of the sorted order `holdtts prepare` writes) are refused on reading
+    (other / "spk2id").write_text("spk0 1\nspk1 0\nspk2 2\nspk9 3\n")
+    with pytest.raises(InputError, match="spk2id: speaker 'spk0' has index 1, expected 0"):
+        read_speaker_map(other)
 
     model = load_model(exp)
     summary = evaluate_system(model, GriffinLimVocoder(model.config.features), recipe / "data", recipe / "dump",

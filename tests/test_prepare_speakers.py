@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from speaker_factory import make_speaker_corpus, speaker_utts, write_audio
 
 from holdtts.cli import main
 from holdtts.data.corpus import resampled_length
@@ -20,6 +19,7 @@ from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError, InputError
 
 from corpus_factory import make_corpus
+from speaker_factory import make_speaker_corpus, speaker_utts, write_audio
 
 SPEAKERS = {"SPK01": 8, "SPK02": 7, "SPK03": 6, "SPK04": 9}
 UTT2SPK = speaker_utts(SPEAKERS)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from speaker_factory import make_libritts, make_vctk, vctk_ids
 
 REPO = Path(__file__).resolve().parents[1]

@@ -136,29 +136,3 @@ def test_speaker_problems_catch_broken_invariants():
     assert split_problems(splits, "speaker") == []
     assert any("subset" in p for p in split_problems(splits))
 
-
-def test_speaker_calibration_mask_keeps_speakers_whole():
-    from holdtts.data.speakers import speaker_calibration_mask
-
-    splits = make_speaker_splits(UTT2SPK, seed=4, num_member_speakers=4)
-    utts = splits["members"] + splits["nonmembers"]
-    labels = [1] * len(splits["members"]) + [0] * len(splits["nonmembers"])
-    mask = speaker_calibration_mask(utts, labels, UTT2SPK, seed=2)
-    by_speaker = {}
-    for utt, m in zip(utts, mask):
-        by_speaker.setdefault(UTT2SPK[utt], set()).add(bool(m))
-    assert all(len(v) == 1 for v in by_speaker.values())  # every speaker wholly in one half
-    member_spk = set(speakers_of(UTT2SPK, splits["members"]))
-    assert sum(next(iter(by_speaker[s])) for s in member_spk) == 2  # half the 4 member speakers
-    assert sum(next(iter(by_speaker[s])) for s in set(SPEAKERS) - member_spk) == 1  # 2 non-member speakers
-    # the same speakers in another order: the same halves
-    order = list(reversed(range(len(utts))))
-    again = speaker_calibration_mask([utts[i] for i in order], [labels[i] for i in order], UTT2SPK, seed=2)
-    assert list(again) == [mask[i] for i in order]
-    # utterance protocol: one group of speakers carrying both labels
-    u = utterance_splits()
-    utts = u["members"] + u["nonmembers"]
-    mask = speaker_calibration_mask(utts, [1] * len(u["members"]) + [0] * len(u["nonmembers"]), UTT2SPK)
-    assert len({UTT2SPK[x] for x, m in zip(utts, mask) if m}) == len(SPEAKERS) // 2
-    with pytest.raises(ValueError, match="at least 2 non-member speakers"):
-        speaker_calibration_mask(["A-0001", "B-0001", "C-0001"], [1, 1, 0], UTT2SPK)

@@ -1,12 +1,9 @@
 """Which speaker said each utterance, and which row of a multi-speaker model's speaker table is whose.
 
-A multi-speaker data directory holds, besides its splits (the data side writes them):
-
-    utt2spk   Kaldi table `<utt-id> <speaker-id>`, sorted      spk2utt   its inverse
-    spk2id    Kaldi table `<speaker-id> <index>`: the speakers of the model's speaker table (the
-              `members` split's speakers, sorted, indexed 0..K-1); a speaker not in it is unseen by the model
-
-A single-speaker data directory has none of them, and nothing here changes how it is read.
+The speaker tables of a multi-speaker data directory (utt2spk, spk2utt, spk2id) are written, read and
+checked by holdtts.data.speakers; this module turns them into the model's view: spk2id's speakers are the
+rows of the speaker table, in index order. A single-speaker data directory has none of them, and nothing
+here changes how it is read.
 
 A trained multi-speaker checkpoint records the mapping it was trained with (`SpeakerMap.to_state`), so
 synthesis and attacks index the table as training did, whatever the data directory says later.
@@ -19,12 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from holdtts.data.tables import read_table
+from holdtts.data.speakers import SPK2ID, UTT2SPK, read_spk2id, read_utt2spk
 from holdtts.errors import HoldttsError, InputError
-
-UTT2SPK = "utt2spk"
-SPK2UTT = "spk2utt"
-SPK2ID = "spk2id"
 
 
 @dataclass(frozen=True)
@@ -77,38 +70,18 @@ def spk2id_checksum(speakers: Sequence[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def has_speakers(data_dir: str | os.PathLike) -> bool:
-    return (Path(data_dir) / SPK2ID).is_file()
-
-
-def read_utt2spk(data_dir: str | os.PathLike) -> dict[str, str] | None:
-    """utt2spk of a data directory, or None when it has none."""
-    path = Path(data_dir) / UTT2SPK
-    if not path.is_file():
-        return None
-    table = read_table(path)
-    for utt, speaker in table.items():
-        if len(speaker.split()) != 1:
-            raise InputError(f"utterance '{utt}': a speaker id is one token, got '{speaker}'", path)
-    return table
-
-
 def read_speaker_map(data_dir: str | os.PathLike) -> SpeakerMap | None:
     """The data directory's spk2id and utt2spk, checked, or None for a single-speaker directory (no spk2id)."""
     data_dir = Path(data_dir)
-    path = data_dir / SPK2ID
-    if not path.is_file():
+    rows = read_spk2id(data_dir)
+    if rows is None:
         return None
-    rows = read_table(path, value_type=int)
     if not rows:
-        raise InputError("lists no speaker", path)
-    by_index = sorted(rows.items(), key=lambda item: item[1])
-    if [i for _, i in by_index] != list(range(len(rows))):
-        raise InputError(f"indices must be 0..{len(rows) - 1}, each once; got {sorted(rows.values())}", path)
+        raise InputError("lists no speaker", data_dir / SPK2ID)
     utt2spk = read_utt2spk(data_dir)
     if utt2spk is None:
         raise InputError(f"a data directory with {SPK2ID} needs {UTT2SPK} too", data_dir / UTT2SPK)
-    return SpeakerMap(tuple(s for s, _ in by_index), utt2spk)
+    return SpeakerMap(tuple(sorted(rows, key=rows.__getitem__)), utt2spk)
 
 
 def training_speaker_map(n_speakers: int, data_dir: str | os.PathLike, train_utts: Sequence[str],

@@ -31,8 +31,7 @@ Both are pure functions of (sorted ids, their speakers, seed, sizes): the input 
 from __future__ import annotations
 
 import os
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -307,36 +306,3 @@ def speaker_problems(splits: Mapping[str, list[str]], utt2spk: Mapping[str, str]
         problems.append(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
     return problems
 
-
-def speaker_calibration_mask(utt_ids: Sequence[str], labels: Sequence[int] | np.ndarray,
-                             utt2spk: Mapping[str, str], seed: int = 0) -> np.ndarray:
-    """True for the calibration half of an attack's utterances, whole speakers at a time, so that statistics
-    picked on one half (an attack's t, a speaker-level aggregate) are measured on speakers never used to
-    pick them (the speaker-level counterpart of holdtts.privacy.statistics.calibration_mask).
-
-    Speakers are grouped by the labels their utterances carry (speaker protocol: member speakers, non-member
-    speakers; utterance protocol: one group, every speaker having both); within each group the speakers are
-    ordered by crc32 of "seed|speaker" (then by name) and the first half of them (rounded down) are the
-    calibration half. A speaker's place depends only on (seed, its name) and the group's other speakers.
-    """
-    labels = np.asarray(labels)
-    if len(labels) != len(utt_ids):
-        raise ValueError(f"{len(utt_ids)} utterances but {len(labels)} labels")
-    missing = [u for u in utt_ids if u not in utt2spk]
-    if missing:
-        raise ValueError(f"{len(missing)} utterance(s) have no speaker, e.g. '{missing[0]}'")
-    kinds: dict[str, set[int]] = {}
-    for utt, label in zip(utt_ids, labels):
-        kinds.setdefault(utt2spk[utt], set()).add(int(label))
-    groups: dict[frozenset, list[str]] = {}
-    for spk, kind in kinds.items():
-        groups.setdefault(frozenset(kind), []).append(spk)
-    calibration: set[str] = set()
-    for kind, speakers in groups.items():
-        if len(speakers) < 2:
-            what = "/".join("member" if k else "non-member" for k in sorted(kind, reverse=True))
-            raise ValueError(f"need at least 2 {what} speakers to split into a calibration and a test half, "
-                             f"have {len(speakers)}")
-        ordered = sorted(speakers, key=lambda s: (zlib.crc32(f"{seed}|{s}".encode()), s))
-        calibration.update(ordered[:len(ordered) // 2])
-    return np.array([utt2spk[u] in calibration for u in utt_ids], dtype=bool)

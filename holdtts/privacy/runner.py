@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from holdtts.data.dataset import FeatureStore, collate, load_split
-from holdtts.data.speaker_map import read_utt2spk
+from holdtts.data.speakers import read_utt2spk
 from holdtts.errors import ConfigError, HoldttsError
 from holdtts.privacy.attacks import AttackInputs, NoiseSource, get_attack
 from holdtts.privacy.metrics import compute_metrics, format_t, write_rows

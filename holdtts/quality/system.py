@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from holdtts.data.dataset import FeatureStore, load_split
-from holdtts.data.speaker_map import read_utt2spk
+from holdtts.data.speakers import read_utt2spk
 from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError
 from holdtts.quality.evaluate import DEFAULT_METRICS, evaluate_pairs, write_rows_tsv, write_summary_json
