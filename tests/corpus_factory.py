@@ -44,6 +44,23 @@ def make_corpus(root: Path, n: int = 12, name: str = "LJSpeech-1.1") -> Path:
     return corpus
 
 
+SHORT_WORDS = ("one", "two", "red", "cat", "sun", "day", "map", "boat")
+
+
+def make_short_corpus(root: Path, n: int = 16, name: str = "LJSpeech-1.1") -> Path:
+    """`root/name`: n short utterances (half a second to a second, two words each), in LJSpeech's layout:
+    training steps on them take milliseconds (DP-SGD, multi-speaker training tests)."""
+    corpus = root / name
+    (corpus / "wavs").mkdir(parents=True)
+    lines = []
+    for i in range(1, n + 1):
+        write_wav(corpus / "wavs" / f"{utt_id(i)}.wav", 11025 + 441 * i, seed=i)
+        text = f"{SHORT_WORDS[i % 8].capitalize()} {SHORT_WORDS[(3 * i) % 8]}."
+        lines.append(f"{utt_id(i)}|{text}|{text}")
+    write_metadata(corpus, lines)
+    return corpus
+
+
 def write_metadata(corpus: Path, lines: list[str]) -> Path:
     path = corpus / "metadata.csv"
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

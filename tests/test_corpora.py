@@ -4,12 +4,11 @@ corpus form, then prepare and features."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
-from test_download import Handler, Server
+import test_download
 
 from holdtts.cli import main
 from holdtts.data.corpora import (
@@ -27,6 +26,8 @@ from holdtts.errors import HoldttsError, InputError
 
 from speaker_factory import libritts_ids, make_libritts, make_tar, make_vctk, make_zip, vctk_ids
 
+server = test_download.server  # the local HTTP server fixture (ranges, cuts) of the LJSpeech download tests
+
 
 @pytest.fixture(scope="module")
 def vctk_zip(tmp_path_factory) -> tuple[Path, dict]:
@@ -42,20 +43,6 @@ def libritts_tar(tmp_path_factory) -> tuple[Path, dict]:
     base = make_libritts(root)
     archive = root / "train-clean-100.tar.gz"
     return archive, make_tar(base, archive, "train-clean-100")
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setenv("NO_PROXY", "*")
-    srv = Server(("127.0.0.1", 0), Handler)
-    srv.ranges = []
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
 
 
 # ------------------------------------------------------------------------------ VCTK

@@ -31,10 +31,8 @@ from holdtts.training.dp import (
 from holdtts.training.factory import make_trainer
 from holdtts.utils.checkpoint import list_checkpoints, load_checkpoint
 
+from single_speaker_reference import N_VOCAB, synthetic_batch
 from tiny import tiny_config
-
-N_VOCAB = 40
-WORDS = ("one", "two", "red", "cat", "sun", "day", "map", "boat")
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +41,10 @@ def short_recipe(tmp_path_factory):
     from holdtts.data.features import extract_features
     from holdtts.data.splits import prepare_data_dir
 
-    from corpus_factory import utt_id, write_metadata, write_wav
+    from corpus_factory import make_short_corpus
 
     root = tmp_path_factory.mktemp("dp_recipe")
-    corpus = root / "corpus" / "LJSpeech-1.1"
-    (corpus / "wavs").mkdir(parents=True)
-    lines = []
-    for i in range(1, 17):
-        write_wav(corpus / "wavs" / f"{utt_id(i)}.wav", 11025 + 441 * i, seed=i)
-        text = f"{WORDS[i % 8].capitalize()} {WORDS[(3 * i) % 8]}."
-        lines.append(f"{utt_id(i)}|{text}|{text}")
-    write_metadata(corpus, lines)
+    corpus = make_short_corpus(root / "corpus")
     prepare_data_dir(corpus, root / "data", seed=3, num_members=8, num_nonmembers=6, num_valid=1, num_test=1)
     extract_features(root / "data", root / "dump", device="cpu", nj=1)
     return root
@@ -67,16 +58,6 @@ def run(root, exp, *overrides, system="vp"):
     trainer = make_trainer(dp_config(system, *overrides), exp, root / "data", root / "dump", device="cpu",
                            progress_bar=False)
     return trainer.run()
-
-
-def synthetic_batch(batch=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    token_lengths = torch.tensor([12, 9, 7, 10][:batch])
-    tokens = torch.randint(1, N_VOCAB, (batch, 12), generator=g) * (torch.arange(12) < token_lengths[:, None])
-    mel_lengths = torch.tensor([50, 40, 33, 45][:batch])
-    mels = torch.randn(batch, 80, 50, generator=g) * (torch.arange(50) < mel_lengths[:, None, None])
-    crop_starts = torch.tensor([3, 0, 1, 5][:batch])
-    return tokens, token_lengths, mels, mel_lengths, crop_starts
 
 
 def tiny_models(system):
@@ -112,9 +93,16 @@ def test_per_sample_gradients_match_a_per_example_loop(system):
 
     torch.manual_seed(5)
     reference = sum(plain(*inputs).values())
+    assert_grad_samples_match(plain, params, per_utt, reference)
+
+
+def assert_grad_samples_match(plain, params, per_utt, reference):
+    """`per_utt` (the private copy's per-utterance losses) equals `reference` (the plain model's, computed
+    with the same randomness), and each private parameter's grad_sample[i] equals d reference[i] / d theta
+    from plain autograd (zero for a parameter utterance i does not reach)."""
     torch.testing.assert_close(per_utt, reference, rtol=0, atol=0)  # same function, same randomness
     names = [name for name, _ in plain.named_parameters()]
-    for i in range(3):
+    for i in range(len(reference)):
         grads = torch.autograd.grad(reference[i], list(plain.parameters()), retain_graph=True, allow_unused=True)
         scale = max(float(g.abs().max()) for g in grads if g is not None)
         for name, grad, param in zip(names, grads, params):

@@ -21,7 +21,6 @@ from holdtts.utils.checkpoint import load_checkpoint
 from speaker_factory import write_speaker_data_dir
 from tiny import tiny_config
 
-WORDS = ("one", "two", "red", "cat", "sun", "day", "map", "boat")
 SPEAKER_DIM = "model.speaker_dim=8"
 
 
@@ -32,17 +31,10 @@ def recipe(tmp_path_factory):
     from holdtts.data.features import extract_features
     from holdtts.data.splits import prepare_data_dir
 
-    from corpus_factory import utt_id, write_metadata, write_wav
+    from corpus_factory import make_short_corpus, utt_id
 
     root = tmp_path_factory.mktemp("ms_recipe")
-    corpus = root / "corpus" / "LJSpeech-1.1"
-    (corpus / "wavs").mkdir(parents=True)
-    lines = []
-    for i in range(1, 17):
-        write_wav(corpus / "wavs" / f"{utt_id(i)}.wav", 11025 + 441 * i, seed=i)
-        text = f"{WORDS[i % 8].capitalize()} {WORDS[(3 * i) % 8]}."
-        lines.append(f"{utt_id(i)}|{text}|{text}")
-    write_metadata(corpus, lines)
+    corpus = make_short_corpus(root / "corpus")
     prepare_data_dir(corpus, root / "base", seed=3, num_members=8, num_nonmembers=6, num_valid=1, num_test=1)
     extract_features(root / "base", root / "dump", device="cpu", nj=1)
     utts = [utt_id(i) for i in range(1, 17)]

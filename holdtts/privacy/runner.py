@@ -29,7 +29,6 @@ from holdtts.utils.fileio import ensure_dir, write_json_atomic
 log = logging.getLogger(__name__)
 
 SPEAKER_CONDITIONS = ("own", "mean")
-PROTOCOLS = ("utterance", "speaker")
 
 
 @dataclass
@@ -64,16 +63,12 @@ class AttackTarget:
 
 
 def _protocol(data_dir: str | Path) -> str:
-    """splits.json's membership protocol ("utterance" when it records none)."""
-    from holdtts.data.splits import SPLITS_JSON, load_splits_meta
+    """splits.json's membership protocol ("utterance" when there is no splits.json or it records none)."""
+    from holdtts.data.splits import SPLITS_JSON, load_splits_meta, multi_speaker_protocol
 
     if not (Path(data_dir) / SPLITS_JSON).is_file():
         return "utterance"
-    protocol = load_splits_meta(data_dir).get("protocol", "utterance")
-    if protocol not in PROTOCOLS:
-        raise HoldttsError(f"{Path(data_dir) / SPLITS_JSON}: unknown protocol {protocol!r} "
-                           f"(known: {', '.join(PROTOCOLS)})")
-    return protocol
+    return multi_speaker_protocol(load_splits_meta(data_dir)) or "utterance"
 
 
 def default_speaker_condition(protocol: str | None) -> str:
