@@ -1,0 +1,24 @@
+# The defaults that follow --corpus, shared by every egs/*/run.sh. Source it after parse_options.sh, with
+# $corpus_name set to the recipe's real corpus (ljspeech, vctk, libritts); an option the user gave keeps
+# its value.
+#   mini           the embedded eSpeak NG corpus: tiny models, Griffin-Lim, a CPU-friendly attack set on at
+#                  most 32 members and 32 non-members, 8 test sentences for quality
+#   $corpus_name   the real corpus: published model sizes, HiFi-GAN, every attack on every utterance
+case "$corpus" in
+  mini)
+    [ "$size" = auto ] && size=tiny
+    [ "$vocoder" = auto ] && vocoder=griffin-lim
+    [ "$attacks" = auto ] && attacks=loss,pia,pian,sima,pia_mc,sima_mc,duration,prior
+    [ -z "$attack_utts" ] && attack_utts=32
+    [ "$attack_params" = auto ] && attack_params="pia_mc.draws=2 sima_mc.draws=2 synth_distance.steps=5"
+    [ -z "$eval_utts" ] && eval_utts=8
+    ;;
+  "$corpus_name")
+    [ "$size" = auto ] && size=full
+    [ "$vocoder" = auto ] && vocoder=hifigan
+    [ "$attacks" = auto ] && attacks=all
+    [ "$attack_params" = auto ] && attack_params=none
+    ;;
+  *) echo "$0: --corpus must be mini or $corpus_name, got '$corpus'" >&2; exit 2 ;;
+esac
+: # a sourced file ends with status 0 whatever the last test above gave
