@@ -16,9 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def copy_recipe(tmp_path: Path, name: str) -> Path:
-    """A copy of egs/<name>, egs/ljspeech/conf (the system configs it uses) and recipes/."""
+    """A copy of egs/<name> (its sources only: not the outputs of a run in the checkout), egs/ljspeech/conf
+    (the system configs it uses) and recipes/."""
     shutil.copytree(REPO / "recipes", tmp_path / "recipes")
-    shutil.copytree(REPO / "egs" / name, tmp_path / "egs" / name)
+    (tmp_path / "egs" / name).mkdir(parents=True)
+    for entry in ("run.sh", "path.sh", "conf"):
+        source = REPO / "egs" / name / entry
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / "egs" / name / entry)
     shutil.copytree(REPO / "egs" / "ljspeech" / "conf", tmp_path / "egs" / "ljspeech" / "conf")
     return tmp_path / "egs" / name
 
