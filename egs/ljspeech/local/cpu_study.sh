@@ -163,7 +163,7 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
   exp=$(exp_of "$sys" "$k")
   [ -f "$conf" ] || { echo "$0: no $conf" >&2; return 2; }
   run_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
-    --set train.seed=$(( 1233 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
+    --set train.seed=$(( 2000 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
     --device "$device" --no-progress
   if [[ "$sys" == dualmd* ]]; then
     for t in 1 2; do  # each teacher against its own half (its members) and the shared non-members

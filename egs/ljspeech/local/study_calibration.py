@@ -49,10 +49,26 @@ def load_grid(path: Path) -> dict:
     return grid
 
 
+def epochs_done(log_entries: list[tuple[int, int]], step: int) -> int | None:
+    """Epochs completed after `step` optimizer steps, from (step, epoch) pairs of train_log.jsonl.
+
+    The log writes, with each step, the 0-based index of the epoch that step belongs to, so the logged
+    value is one less than the epochs done once an epoch's last step has run. The steps per epoch come
+    from the log itself (constant within a run)."""
+    pairs = sorted(set(log_entries))
+    if not pairs:
+        return None
+    (s0, e0), (s1, e1) = pairs[0], pairs[-1]
+    if e1 == e0:  # a single epoch logged: the step count says nothing about its length
+        return e0 + 1 if step >= s1 else e0
+    steps_per_epoch = round((s1 - s0) / (e1 - e0))
+    return step // max(steps_per_epoch, 1)
+
+
 def _epoch_and_seconds(exp: Path, step: int) -> tuple[int | None, float | None]:
-    """The epoch at `step` (train_log.jsonl) and the training seconds to reach it (the run's seconds per
-    step, measured over the whole run, times step)."""
-    epoch = None
+    """The epochs done at `step` (train_log.jsonl) and the training seconds to reach it (the run's seconds
+    per step, measured over the whole run, times step)."""
+    entries = []
     log = exp / "train_log.jsonl"
     if log.is_file():
         for line in log.read_text(encoding="utf-8").splitlines():
@@ -60,8 +76,9 @@ def _epoch_and_seconds(exp: Path, step: int) -> tuple[int | None, float | None]:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if entry.get("step") is not None and entry["step"] <= step and "epoch" in entry:
-                epoch = entry["epoch"]
+            if isinstance(entry.get("step"), int) and isinstance(entry.get("epoch"), int):
+                entries.append((entry["step"], entry["epoch"]))
+    epoch = epochs_done(entries, step)
     summary = exp / "train_summary.json"
     seconds = None
     if summary.is_file():
