@@ -135,15 +135,11 @@ class GradTTS(nn.Module):
             std = self.process.marginal_std(t).to(u_t.dtype)  # [B, n]
             u_t = u_t / std[:, :, None, None]
         u_t = u_t * mask.unsqueeze(1)
-        if self.n_speakers == 1 and speakers is None:
-            return self.decoder(u_t, mu, mask, t / self.process.horizon)
         return self.decoder(u_t, mu, mask, t / self.process.horizon, self.speaker_vector(speakers, u_t.shape[0]))
 
     def eps_fn(self, mu: torch.Tensor, mask: torch.Tensor, speakers: torch.Tensor | None = None):
         """eps_hat as a function of (u, t) for the samplers and losses of holdtts.diffusion."""
-        if self.n_speakers == 1 and speakers is None:
-            return lambda u, t: self.eps_hat(u, t, mu, mask)
-        vectors = self.speaker_vector(speakers, mu.shape[0])  # looked up once for every call
+        vectors = self.speaker_vector(speakers, mu.shape[0])  # looked up once for every call (None: one speaker)
         return lambda u, t: self.eps_hat(u, t, mu, mask, vectors)
 
     def pad_frames(self, frames: int) -> int:
@@ -153,8 +149,6 @@ class GradTTS(nn.Module):
 
     def encode(self, tokens: torch.Tensor, token_lengths: torch.Tensor, speakers: torch.Tensor | None = None):
         """tokens [B, L] -> (mu_x [B, n_feats, L], logw [B, 1, L], x_mask [B, 1, L])."""
-        if self.n_speakers == 1 and speakers is None:
-            return self.encoder(tokens, token_lengths)
         return self.encoder(tokens, token_lengths, self.speaker_vector(speakers, tokens.shape[0]))
 
     def align(self, tokens, token_lengths, mels, mel_lengths, speakers: torch.Tensor | None = None) -> Alignment:
