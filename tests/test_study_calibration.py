@@ -1,5 +1,6 @@
 """The CPU study's freeze rule: the epochs it freezes are the epochs the calibration checkpoint had
-trained, and the pick prefers more members, then less training time, within the budget."""
+trained; a setting qualifies only on every one of its training seeds (at least criteria.seeds of them);
+the pick prefers more members, then less training time (the slowest seed's), within the budget."""
 from __future__ import annotations
 
 import importlib.util
@@ -33,13 +34,51 @@ def test_epoch_and_seconds_reads_the_run(tmp_path):
     assert study_calibration._epoch_and_seconds(tmp_path, 500) == (500, 750.0)
 
 
+def _grid(*settings, seeds=3):
+    return {"max_model_minutes": 25, "criteria": {"seeds": seeds},
+            "settings": [{"name": n, **({"replicate_of": r} if r else {})} for n, r in settings]}
+
+
+def _row(setting, epoch, qualifies, seconds, members=8):
+    return {"setting": setting, "epoch": epoch, "members": members, "qualifies": qualifies,
+            "train_seconds": seconds, "nonmembers": 128, "step": epoch}
+
+
+def test_pick_needs_every_seed_to_qualify():
+    grid = _grid(("a", None), ("a_s2", "a"), ("a_s3", "a"), ("b", None))
+    rows = [_row("a", 500, True, 700.0), _row("a_s2", 500, False, 710.0), _row("a_s3", 500, True, 705.0),
+            _row("a", 1000, True, 1400.0), _row("a_s2", 1000, True, 1420.0), _row("a_s3", 1000, True, 1410.0),
+            _row("b", 300, True, 300.0)]  # one seed only: an in-sample maximum over training runs
+    chosen = study_calibration.pick(rows, grid)
+    assert (chosen["group"], chosen["epoch"], len(chosen["runs"])) == ("a", 1000, 3)
+    assert chosen["train_seconds"] == 1420.0  # the slowest seed is what the budget must fit
+    # a replicate that never reached 1000 epochs cannot make 1000 fail, but two seeds are not enough
+    assert study_calibration.pick([r for r in rows if r["setting"] != "a_s3"], grid) is None
+    # with the old single-seed rule, b (the cheapest) would win
+    assert study_calibration.pick(rows, _grid(("a", None), ("a_s2", "a"), ("a_s3", "a"), ("b", None),
+                                              seeds=1))["group"] == "b"
+
+
 def test_pick_prefers_members_then_time_within_budget():
-    grid = {"max_model_minutes": 25}
-    rows = [{"setting": "a", "members": 8, "qualifies": True, "train_seconds": 700.0},
-            {"setting": "b", "members": 8, "qualifies": True, "train_seconds": 600.0},
-            {"setting": "c", "members": 16, "qualifies": True, "train_seconds": 1600.0},  # over 25 min
-            {"setting": "d", "members": 16, "qualifies": False, "train_seconds": 300.0}]
-    assert study_calibration.pick(rows, grid)["setting"] == "b"
-    rows.append({"setting": "e", "members": 16, "qualifies": True, "train_seconds": 1400.0})
-    assert study_calibration.pick(rows, grid)["setting"] == "e"
+    grid = _grid(("a", None), ("b", None), ("c", None), ("d", None), ("e", None), seeds=1)
+    rows = [_row("a", 500, True, 700.0), _row("b", 500, True, 600.0),
+            _row("c", 500, True, 1600.0, members=16),  # over 25 min
+            _row("d", 500, False, 300.0, members=16)]
+    assert study_calibration.pick(rows, grid)["group"] == "b"
+    rows.append(_row("e", 500, True, 1400.0, members=16))
+    assert study_calibration.pick(rows, grid)["group"] == "e"
     assert study_calibration.pick([rows[3]], grid) is None
+
+
+def test_replication_table_lists_each_seed(tmp_path):
+    header = "\t".join(study_calibration.COLUMNS)
+    lines = [header]
+    for name, p, q in (("a", 0.001, True), ("a_s2", 0.07, False), ("a_s3", 0.002, True)):
+        row = {"setting": name, "members": 8, "nonmembers": 128, "step": 500, "epoch": 500,
+               "train_seconds": 700.0, "headline_attack": "loss", "headline_t": "0.1", "direction": "as defined",
+               "auroc": 0.9, "auroc_ci_low": 0.82, "auroc_ci_high": 0.97, "p_value": p, "num_members_test": 4,
+               "num_nonmembers_test": 64, "in_sample_max_auroc": 0.9, "qualifies": q}
+        lines.append("\t".join(str(row[c]) for c in study_calibration.COLUMNS))
+    (tmp_path / "calibration.tsv").write_text("\n".join(lines) + "\n")
+    text = study_calibration.replication_table(tmp_path, _grid(("a", None), ("a_s2", "a"), ("a_s3", "a")))
+    assert "| a | 500 | 3 | first run: 0.900 (0.001); s2: 0.900 (0.07); s3: 0.900 (0.002) | False |" in text

@@ -110,6 +110,7 @@ done
 
 # ------------------------------------------------------------------ 2-4: calibration on vp alone, then freeze
 for s in $settings; do
+  [ -z "$(setting "$s" trained_elsewhere)" ] || continue  # a replicate trained by another stage (the grid says which)
   m=$(setting "$s" members)
   overrides=()
   for kv in $(setting "$s" set); do overrides+=(--set "$kv"); done
@@ -123,6 +124,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then wait_all; fi
 attack_param_args=()
 for p in $attack_params; do attack_param_args+=(--param "$p"); done
 for s in $settings; do
+  [ -z "$(setting "$s" trained_elsewhere)" ] || continue  # attacked where it was trained, with these arguments
   m=$(setting "$s" members)
   [ -d "$work/calib/$s/checkpoints" ] || continue
   for ckpt in "$work/calib/$s"/checkpoints/step-*.pt; do
@@ -143,7 +145,8 @@ fi
 # One pipeline per model (train, attack, evaluate, then save its results under $results/main/models/), two
 # at a time: a sitting that ends mid-study keeps every finished model, and the next one (on this machine or
 # a fresh one, after `git pull`) restores them and goes on. Seed 1 of every system first, then seed 2, ...;
-# a DistillMD student after its DualMD teachers of the same seed.
+# a DistillMD student after its DualMD teachers of the same seed. Training seeds are 4000 + k: they differ
+# from every calibration run's (1234, 2001, 3001, 3002; 2001 was the round-6 main study's, now a replicate).
 [ -f "$results/frozen.json" ] || { echo "$0: no $results/frozen.json: run stages 0-4 first" >&2; exit 1; }
 m=$(calib frozen members)
 epochs=$(calib frozen epochs)
@@ -163,7 +166,7 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
   exp=$(exp_of "$sys" "$k")
   [ -f "$conf" ] || { echo "$0: no $conf" >&2; return 2; }
   run_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
-    --set train.seed=$(( 2000 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
+    --set train.seed=$(( 4000 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
     --device "$device" --no-progress
   if [[ "$sys" == dualmd* ]]; then
     for t in 1 2; do  # each teacher against its own half (its members) and the shared non-members

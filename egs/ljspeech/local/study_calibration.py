@@ -5,6 +5,7 @@
     local/study_calibration.py freeze  --work-dir study --results-dir ../../docs/study
     local/study_calibration.py frozen  --results-dir ../../docs/study members|config   (for the shell)
     local/study_calibration.py table   --results-dir ../../docs/study    (markdown of calibration.tsv)
+    local/study_calibration.py replication --results-dir ../../docs/study  (each seed of a replicated setting)
     local/study_calibration.py figure  --results-dir ../../docs/study    (calibration.png)
 
 `collect` reads study/calib/<setting>/attack_step-N/{rows.tsv,metrics.json} (vp only), copies the rows and
@@ -144,33 +145,65 @@ def collect(work: Path, results: Path, grid: dict) -> list[dict]:
     return rows
 
 
+def group_of(setting: dict) -> str:
+    """The setting a run replicates (its own name when it replicates none): replicates differ only in
+    train.seed."""
+    return setting.get("replicate_of", setting["name"])
+
+
+def replication(rows: list[dict], grid: dict) -> list[dict]:
+    """One entry per (setting group, epochs): every training seed's row at that epoch count, and whether the
+    group qualifies there: at least criteria.seeds runs reached it and every one of them qualifies (rule 1b;
+    a single lucky seed is an in-sample maximum over training runs)."""
+    groups = {s["name"]: group_of(s) for s in grid["settings"]}
+    needed = int(grid["criteria"].get("seeds", 1))
+    entries: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        if row["epoch"] is not None:
+            entries.setdefault((groups.get(row["setting"], row["setting"]), int(row["epoch"])), []).append(row)
+    out = []
+    for (group, epoch), runs in entries.items():
+        seconds = [r["train_seconds"] for r in runs]
+        out.append({"group": group, "epoch": epoch, "members": runs[0]["members"], "runs": runs,
+                    "qualifies": len(runs) >= needed and all(r["qualifies"] for r in runs),
+                    "train_seconds": None if None in seconds else max(seconds)})
+    return sorted(out, key=lambda e: (e["group"], e["epoch"]))
+
+
 def pick(rows: list[dict], grid: dict) -> dict | None:
+    """Among (setting group, epochs) that qualify on every seed (replication) and whose slowest seed fits
+    the budget: the most members, then the least training time."""
     budget = grid["max_model_minutes"] * 60
-    fitting = [r for r in rows if r["qualifies"] and r["train_seconds"] is not None and r["train_seconds"] <= budget]
+    fitting = [e for e in replication(rows, grid)
+               if e["qualifies"] and e["train_seconds"] is not None and e["train_seconds"] <= budget]
     if not fitting:
         return None
-    return min(fitting, key=lambda r: (-r["members"], r["train_seconds"]))
+    return min(fitting, key=lambda e: (-e["members"], e["train_seconds"]))
 
 
 def freeze(work: Path, results: Path, grid: dict) -> None:
     rows = collect(work, results, grid)
     chosen = pick(rows, grid)
     if chosen is None:
-        sys.exit("no calibration setting meets the criteria within the budget: add settings to "
-                 "conf/study/calibration.yaml (more epochs, fewer members, more capacity) and run again")
-    setting = next(s for s in grid["settings"] if s["name"] == chosen["setting"])
+        sys.exit("no calibration setting meets the criteria on every training seed within the budget: add "
+                 "settings or replicates to conf/study/calibration.yaml (more epochs, fewer members, more "
+                 "capacity, more seeds) and run again")
+    setting = next(s for s in grid["settings"] if s["name"] == chosen["group"])
     overlay = {}
     for item in setting.get("set", []):
         key, value = item.split("=", 1)
+        if key == "train.seed":
+            continue  # the main study trains its own seeds
         section, name = key.split(".", 1)
         overlay.setdefault(section, {})[name] = yaml.safe_load(value)
     # the budget is epochs over each model's own training set, so a DualMD teacher (half the members)
     # gets as many passes over its half as vp over all of them
     overlay.setdefault("train", {}).update({"max_epochs": int(chosen["epoch"]), "max_steps": 0})
-    frozen = {"setting": chosen["setting"], "members": chosen["members"], "nonmembers": chosen["nonmembers"],
-              "epochs": int(chosen["epoch"]), "calibration_step": chosen["step"],
-              "base_config": grid["base_config"],
-              "overlay": overlay, "evidence": {k: chosen[k] for k in COLUMNS},
+    first = chosen["runs"][0]
+    frozen = {"setting": chosen["group"], "members": chosen["members"], "nonmembers": first["nonmembers"],
+              "epochs": int(chosen["epoch"]), "calibration_step": first["step"],
+              "base_config": grid["base_config"], "overlay": overlay,
+              "evidence": [{k: r[k] for k in COLUMNS} for r in chosen["runs"]],
               "criteria": grid["criteria"], "max_model_minutes": grid["max_model_minutes"]}
     path = results / "frozen.json"
     if path.exists():
@@ -179,17 +212,21 @@ def freeze(work: Path, results: Path, grid: dict) -> None:
                 k: frozen[k] for k in ("setting", "members", "epochs", "overlay")}:
             sys.exit(f"{path}: frozen as {old['setting']} ({old['members']} members, {old['epochs']} epochs); the "
                      f"rule now picks {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs). "
-                     "A frozen setting is never replaced once defenses may have been trained with it; remove "
-                     "it by hand only if no main-study model exists.")
+                     "A frozen setting is never replaced once defenses may have been trained with it; move "
+                     "it by hand to superseded/ only if no main-study model of it has been attacked, or if "
+                     "vp did not replicate it, and say why in docs/study.md.")
         print(f"{path}: already frozen as {old['setting']}; unchanged")
         return
     write_json_atomic(path, frozen)
     text = ("# Frozen by local/study_calibration.py from vp's calibration runs alone (docs/study.md).\n"
             f"# Setting {frozen['setting']}: {frozen['members']} members, {frozen['epochs']} epochs; held-out "
-            f"AUROC {chosen['auroc']:.3f} [{chosen['auroc_ci_low']:.3f}, {chosen['auroc_ci_high']:.3f}], "
-            f"p = {chosen['p_value']:.3g}.\n" + yaml.safe_dump(overlay, sort_keys=True))
+            "AUROC per training seed:\n"
+            + "".join(f"#   {r['setting']}: {r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}], "
+                      f"p = {r['p_value']:.3g}\n" for r in chosen["runs"])
+            + yaml.safe_dump(overlay, sort_keys=True))
     write_text_atomic(results / "frozen.yaml", text)
-    print(f"frozen: {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs) -> {path}")
+    print(f"frozen: {frozen['setting']} ({frozen['members']} members, {frozen['epochs']} epochs, "
+          f"{len(chosen['runs'])} seeds) -> {path}")
 
 
 def _read_tsv(results: Path) -> list[dict]:
@@ -209,6 +246,26 @@ def table(results: Path) -> str:
                      f"{float(r['auroc']):.3f} [{float(r['auroc_ci_low']):.3f}, {float(r['auroc_ci_high']):.3f}] | "
                      f"{r['headline_attack']} ({t}{r['direction']}) | {float(r['p_value']):.2g} | "
                      f"{float(r['in_sample_max_auroc']):.3f} | {r['qualifies']} |")
+    return "\n".join(lines)
+
+
+def replication_table(results: Path, grid: dict) -> str:
+    """docs/study.md's replication table: per setting group and epoch count, each training seed's held-out
+    AUROC and p, and whether the group qualifies on every seed (rule 1b), from calibration.tsv."""
+    rows = []
+    for r in _read_tsv(results):
+        rows.append({**r, "members": int(r["members"]), "epoch": int(r["epoch"]) if r["epoch"] else None,
+                     "train_seconds": float(r["train_seconds"]) if r["train_seconds"] else None,
+                     "qualifies": r["qualifies"] == "True"})
+    needed = int(grid["criteria"].get("seeds", 1))
+    lines = [f"| setting | epochs | seeds | held-out AUROC per seed (p) | qualifies on all (>= {needed} seeds) |",
+             "|---|---|---|---|---|"]
+    for e in replication(rows, grid):
+        if len(e["runs"]) < 2:
+            continue
+        per_seed = "; ".join(f"{r['setting'].removeprefix(e['group']).lstrip('_') or 'first run'}: "
+                             f"{float(r['auroc']):.3f} ({float(r['p_value']):.2g})" for r in e["runs"])
+        lines.append(f"| {e['group']} | {e['epoch']} | {len(e['runs'])} | {per_seed} | {e['qualifies']} |")
     return "\n".join(lines)
 
 
@@ -247,7 +304,7 @@ def figure(results: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("collect", "freeze", "frozen", "table", "figure"))
+    parser.add_argument("action", choices=("collect", "freeze", "frozen", "table", "replication", "figure"))
     parser.add_argument("field", nargs="?", help="for 'frozen': members | epochs | setting")
     parser.add_argument("--work-dir", type=Path, default=HERE / "study")
     parser.add_argument("--results-dir", type=Path, default=HERE.parent.parent / "docs" / "study")
@@ -263,6 +320,8 @@ def main() -> None:
         freeze(args.work_dir, args.results_dir, grid)
     elif args.action == "table":
         print(table(args.results_dir))
+    elif args.action == "replication":
+        print(replication_table(args.results_dir, grid))
     elif args.action == "figure":
         print(figure(args.results_dir))
     else:
