@@ -38,6 +38,8 @@ setup(
         "pocketsphinx>=5.0",
         "numba>=0.58",  # the CPU alignment search (also librosa's)
         "jiwer>=3.0",
+        "rapidfuzz>=3.0",  # the eSpeak recogniser's nearest-word correction (also jiwer's)
+        "flashlight-text>=0.0.7",  # the eSpeak recogniser's lexicon beam search (torchaudio's ctc_decoder)
         "opacus>=1.5",
     ],
     extras_require={"dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.5"]},

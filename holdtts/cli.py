@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("holdtts.commands.synthesize", "Text to wavs and mels with a trained system."),
     "vocode": ("holdtts.commands.vocode", "Log-mel .npy files to 16-bit wavs with Griffin-Lim or a HiFi-GAN."),
     "attack": ("holdtts.commands.attack", "Membership-inference attacks on a trained system (rows + metrics)."),
+    "build-recognizer": ("holdtts.commands.build_recognizer",
+                         "Build the mini corpus's eSpeak (or domain) recogniser for evaluate now (cached)."),
     "evaluate": ("holdtts.commands.evaluate", "Audio quality on the non-member test sentences."),
     "report": ("holdtts.commands.report", "Privacy beside audio quality for every system: report.md, figures."),
     "toy-study": ("holdtts.commands.toy_study", "The Swiss-roll membership study: vp and HOLD++ orders 2-4."),

@@ -23,7 +23,8 @@ import click
 @click.option("--max-utts", type=int, help="Only the first N sentences of the split.")
 @click.option("--metrics", default="auto", show_default=True,
               help="Comma-separated subset of fd_speaker, fd_logmel (each with its kernel distance), dnsmos, wer, "
-                   "wer_domain, mcd; auto: all, wer_domain only on a mini corpus.")
+                   "wer_domain, wer_espeak, mcd; auto: all, wer_domain and wer_espeak only on a mini corpus "
+                   "(wer_espeak trains its recogniser on first use: minutes, once).")
 @click.option("--vocoder", default="auto", show_default=True,
               help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
                    "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file. "
@@ -65,7 +66,7 @@ def command(model_path, reference_only, no_sanity, out_dir, data_dir, dump_dir, 
                                     overwrite, cache_dir, with_sanity=not no_sanity)
         brief = {"vocoder": voc.name, "n_utterances": result["real"]["n_utterances"]}
         for row in ("real", "vocoded"):
-            for metric in ("wer", "wer_domain"):
+            for metric in ("wer", "wer_domain", "wer_espeak"):
                 if metric in result[row]:
                     brief[f"{row}_{metric}"] = round(result[row][metric]["generated"]["wer"], 4)
         if "sanity" in result:
@@ -81,7 +82,7 @@ def command(model_path, reference_only, no_sanity, out_dir, data_dir, dump_dir, 
     brief = {k: summary[k] for k in ("n_utterances", "vocoder") if k in summary}
     if "dnsmos" in summary:
         brief["dnsmos_ovrl"] = round(summary["dnsmos"]["generated"]["ovrl"], 3)
-    for metric in ("wer", "wer_domain"):
+    for metric in ("wer", "wer_domain", "wer_espeak"):
         if metric in summary:
             brief[metric] = summary[metric]["generated"]
     click.echo(json.dumps(brief))

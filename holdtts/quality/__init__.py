@@ -1,8 +1,10 @@
 """Audio-quality metrics: Frechet distances (Resemblyzer embeddings, log-mel frames), DNSMOS,
-pocketsphinx WER and mel-cepstral distortion with DTW; `evaluate_pairs` runs them over a test set.
+WER (pocketsphinx; on the mini corpus also the eSpeak recogniser) and mel-cepstral distortion with DTW;
+`evaluate_pairs` runs them over a test set.
 
-Everything runs offline from the models the wheels ship (resemblyzer, speechmos, pocketsphinx); models
-are loaded once per process and cached.
+Everything runs offline from the models the wheels ship (resemblyzer, speechmos, pocketsphinx), or that
+holdtts builds itself into its cache (the mini corpus's domain model and eSpeak recogniser); models are
+loaded once per process and cached.
 """
 from __future__ import annotations
 

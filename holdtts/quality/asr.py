@@ -11,7 +11,11 @@ feature state, so a hypothesis does not depend on which clips were decoded befor
   (eSpeak NG's phones are often shorter than the acoustic model's 3-state, 30 ms minimum at 100 Hz),
   16 Gaussians scored per frame instead of 4 and a 1.1 frequency warp. Meaningless on other text.
 
-Before decoding, a seeded noise of one 16-bit step is added: eSpeak NG's digital silence otherwise gives
+A third, "espeak", is not pocketsphinx: a character CTC model trained on eSpeak NG speech of the mini
+corpus's generator (holdtts.quality.espeak_asr), fed at 22050 Hz (`input_rate`). It is built on first use
+(minutes; holdtts.quality.espeak_train), or read from the folder $HOLDTTS_ESPEAK_ASR names.
+
+Before pocketsphinx decodes, a seeded noise of one 16-bit step is added: eSpeak NG's digital silence otherwise gives
 log(0) energies that skew the acoustic features.
 
 Scoring: both sides are normalised the same way (the project's `english_cleaners`: ASCII, lowercase,
@@ -24,6 +28,7 @@ per-utterance rates.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -37,11 +42,12 @@ from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample, to_int16_pcm
 
 _NON_WORD = re.compile(r"[^a-z0-9']+")
 
-RECOGNIZERS = ("generic", "domain")
+RECOGNIZERS = ("generic", "domain", "espeak")
+ESPEAK_MODEL_ENV = "HOLDTTS_ESPEAK_ASR"  # a built eSpeak recogniser's folder, instead of the default build
 # The domain recogniser's search settings (see the module docstring); part of its cache key.
 DOMAIN_SETTINGS = {"frate": 125, "topn": 16, "warp_type": "inverse_linear", "warp_params": "1.1"}
 
-_DECODERS: dict[str, object] = {}
+_DECODERS: dict[object, object] = {}
 _DECODER_LOCK = threading.Lock()
 
 
@@ -66,19 +72,67 @@ def _acoustic_model():
     return model / "en-us"
 
 
+def input_rate(recognizer: str) -> int:
+    """The sampling rate a recogniser takes its audio at (recognize resamples to it anyway)."""
+    if recognizer == "espeak":
+        from holdtts.quality.espeak_asr import SAMPLE_RATE
+
+        return SAMPLE_RATE
+    return MODEL_SAMPLE_RATE
+
+
+def espeak_model_folder(build: bool = True) -> Path:
+    """The eSpeak recogniser's folder: $HOLDTTS_ESPEAK_ASR, else the default build in the cache (built now
+    when missing and `build`)."""
+    from holdtts.quality import espeak_train
+
+    if os.environ.get(ESPEAK_MODEL_ENV):
+        folder = Path(os.environ[ESPEAK_MODEL_ENV])
+        espeak_train.read_info(folder)  # an error naming the folder when nothing is built there
+        return folder
+    return espeak_train.build_recognizer() if build else espeak_train.default_folder()
+
+
 def recognizer_key(recognizer: str) -> str:
     """A name for a recogniser's configuration (for caches): changes when its model or settings do."""
     if recognizer == "generic":
         return "asr"  # the key earlier releases cached the generic hypotheses under
     from holdtts.quality.domain_lm import model_fingerprint
 
+    if recognizer == "espeak":
+        from holdtts.quality import espeak_train
+
+        model = espeak_train.read_info(espeak_model_folder())["fingerprint"]
+        decoder = hashlib.sha256(_decoder("espeak").describe().encode()).hexdigest()[:8]
+        return f"asr_espeak_{model}_{model_fingerprint()}_{decoder}"
     settings = ",".join(f"{k}={v}" for k, v in sorted(DOMAIN_SETTINGS.items()))
     return f"asr_domain_{model_fingerprint()}_{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+
+
+def recognizer_facts(recognizer: str, references: list[str]) -> dict:
+    """What quality.json records about a recogniser beside its error rates. For "espeak": its model, its
+    decoder, and how many of the scored sentences (`references`, raw texts) it heard verbatim in training."""
+    if recognizer != "espeak":
+        return {}
+    from holdtts.quality import espeak_train
+
+    folder = espeak_model_folder()
+    info = espeak_train.read_info(folder)
+    return {"model": str(folder), "model_fingerprint": info["fingerprint"],
+            "train_utterances": info["train_utterances"], "decoder": _decoder("espeak").describe(),
+            "training_overlap": espeak_train.training_overlap(folder, [normalize_text(t) for t in references])}
 
 
 def _decoder(recognizer: str):
     if recognizer not in RECOGNIZERS:
         raise HoldttsError(f"unknown recogniser {recognizer!r}; known: {', '.join(RECOGNIZERS)}")
+    if recognizer == "espeak":  # one per model folder ($HOLDTTS_ESPEAK_ASR may change)
+        folder = espeak_model_folder()
+        if folder not in _DECODERS:
+            from holdtts.quality.espeak_asr import load_recognizer
+
+            _DECODERS[folder] = load_recognizer(folder)
+        return _DECODERS[folder]
     if recognizer not in _DECODERS:
         import pocketsphinx
 
@@ -104,7 +158,10 @@ def _with_noise_floor(pcm16: np.ndarray) -> np.ndarray:
 
 
 def recognize(wav: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, recognizer: str = "generic") -> str:
-    """pocketsphinx's best hypothesis for one clip (words separated by spaces; '' when none)."""
+    """The recogniser's best hypothesis for one clip (words separated by spaces; '' when none)."""
+    if recognizer == "espeak":
+        with _DECODER_LOCK:
+            return _decoder(recognizer).transcribe(wav, sample_rate)
     pcm = np.frombuffer(to_int16_pcm(resample(wav, sample_rate, MODEL_SAMPLE_RATE)), dtype="<i2")
     if recognizer != "generic":
         pcm = _with_noise_floor(pcm)

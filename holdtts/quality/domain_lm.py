@@ -76,6 +76,76 @@ class DomainModel:
     def info(self) -> dict:
         return json.loads((self.folder / "domain.json").read_text())
 
+    def scorer(self) -> ClassBackoffLM:
+        return ClassBackoffLM.read(self.folder / "domain.arpa", self.folder / "domain.classdef")
+
+
+class ClassBackoffLM:
+    """The domain model as a word scorer for other decoders (the eSpeak recogniser's beam search), read
+    from its ARPA and class files: ln p(word | history) = ln p(token | token history) + ln p(word | token),
+    where a word's token is its class tag, or the word itself for a template word. Natural logs."""
+
+    def __init__(self, logprob: dict[tuple, float], backoff: dict[tuple, float],
+                 classes: dict[str, dict[str, float]]):
+        self.logprob, self.backoff = logprob, backoff  # natural logs, keyed by n-gram tuples
+        self.order = max(len(g) for g in logprob)
+        # word -> [(LM token, ln p(word | token))]: a class member through its tag, a template word itself
+        self.tokens: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for tag, members in classes.items():
+            for word, p in members.items():
+                self.tokens[word].append((tag, math.log(p)))
+        for (token,) in (g for g in logprob if len(g) == 1):
+            if token not in classes and token not in ("<s>", "</s>", "<unk>"):
+                self.tokens[token].append((token, 0.0))
+        self._cache: dict[tuple, float] = {}
+
+    @classmethod
+    def read(cls, arpa: Path, classdef: Path) -> ClassBackoffLM:
+        logprob, backoff, order = {}, {}, 0
+        ln10 = math.log(10.0)
+        for line in Path(arpa).read_text(encoding="utf-8").splitlines():
+            if line.startswith("\\") and line.endswith("-grams:"):
+                order = int(line[1:line.index("-")])
+                continue
+            parts = line.split("\t")
+            if order and len(parts) >= 2:
+                gram = tuple(parts[1].split())
+                logprob[gram] = float(parts[0]) * ln10
+                if len(parts) == 3:
+                    backoff[gram] = float(parts[2]) * ln10
+        classes: dict[str, dict[str, float]] = {}
+        current = None
+        for line in Path(classdef).read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "LMCLASS":
+                current = classes.setdefault(parts[1], {})
+            elif len(parts) == 2 and parts[0] == "END":
+                current = None
+            elif len(parts) == 2 and current is not None:
+                current[parts[0]] = float(parts[1])
+        return cls(logprob, backoff, classes)
+
+    @property
+    def words(self) -> list[str]:
+        return sorted(self.tokens)
+
+    def token_logprob(self, history: tuple[str, ...], token: str) -> float:
+        """ln p(token | history) under the back-off model (history: earlier tokens, <s> first)."""
+        history = history[len(history) - self.order + 1:] if self.order > 1 else ()
+        key = (*history, token)
+        if key not in self._cache:
+            value, h = 0.0, history
+            while (*h, token) not in self.logprob:
+                if not h:
+                    value = -math.inf  # not in the model's vocabulary
+                    break
+                value += self.backoff.get(h, 0.0)
+                h = h[1:]
+            else:
+                value += self.logprob[(*h, token)]
+            self._cache[key] = value
+        return self._cache[key]
+
 
 def _vocabulary_classes() -> dict[str, list[str]]:
     from holdtts.data.sentences import load_vocabulary
@@ -248,9 +318,9 @@ def model_fingerprint() -> str:
 
 
 def default_cache_root() -> Path:
-    root = os.environ.get("HOLDTTS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "holdtts")
-    return Path(root) / "domain_lm"
+    from holdtts.utils.fileio import user_cache_dir
+
+    return user_cache_dir("domain_lm")
 
 
 def build_domain_model(folder: str | os.PathLike | None = None) -> DomainModel:

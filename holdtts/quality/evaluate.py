@@ -12,6 +12,8 @@ set-level summary; `write_rows_tsv` and `write_summary_json` save them atomicall
 - wer: the generic pocketsphinx recogniser's hypotheses, word and character errors, for the generated and
   the real clips, against the text.
 - wer_domain: the same with the mini corpus's domain recogniser (holdtts.quality.asr; mini corpus only).
+- wer_espeak: the same with the eSpeak recogniser (holdtts.quality.espeak_asr; mini corpus only), plus how
+  many scored sentences it heard verbatim in training (expected 0).
 - mcd: mel-cepstral distortion with DTW, generated against real.
 
 Set-level metrics (Frechet and kernel distances) compare the generated set with the paired real
@@ -36,9 +38,9 @@ from holdtts.quality import asr, dnsmos, frechet, kid, mcd
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, Clip, log_mel
 from holdtts.utils.fileio import atomic_open, refuse_overwrite, write_json_atomic
 
-METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "wer_domain", "mcd")
-DEFAULT_METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")  # wer_domain: mini corpus only
-_RECOGNIZERS = {"wer": "generic", "wer_domain": "domain"}
+METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "wer_domain", "wer_espeak", "mcd")
+DEFAULT_METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")  # wer_domain, wer_espeak: mini corpus only
+_RECOGNIZERS = {"wer": "generic", "wer_domain": "domain", "wer_espeak": "espeak"}
 
 
 def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
@@ -110,7 +112,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     """Score generated audio against the real recordings of the same sentences.
 
     pairs: utt_id -> (generated wav path, reference wav path); any sampling rate, mono or not.
-    texts: utt_id -> the input text (needed for "wer" and "wer_domain" only).
+    texts: utt_id -> the input text (needed for the WER metrics only).
     device: where Resemblyzer, DNSMOS (when onnxruntime has CUDA) and the mels run.
     cache_dir: where per-clip results of the slow metrics are kept (see ClipCache); None: no cache.
     reference_set: other real recordings for the set-level metrics (Frechet and kernel distances) to
@@ -129,7 +131,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     if set_level and (len(ids) < 2 or (reference_set is not None and len(reference_set) < 2)):
         raise HoldttsError("Frechet distances need at least 2 utterances per set; drop fd_speaker and "
                            "fd_logmel to score a single utterance")
-    wer_metrics = [m for m in ("wer", "wer_domain") if m in metrics]
+    wer_metrics = [m for m in _RECOGNIZERS if m in metrics]
     if wer_metrics:
         missing = [utt for utt in ids if utt not in texts]
         if missing:
@@ -191,7 +193,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
             key = asr.recognizer_key(recognizer)
             for side, prefix in (("generated", metric), ("reference", f"ref_{metric}")):
                 hypothesis = cache.get(clips[side], key, lambda x, r=recognizer: asr.recognize(
-                    x.at(MODEL_SAMPLE_RATE), recognizer=r))
+                    x.at(asr.input_rate(r)), asr.input_rate(r), recognizer=r))
                 try:
                     scored = asr.word_errors(texts[utt], hypothesis)
                 except ValueError as err:
@@ -241,6 +243,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     for metric in wer_metrics:
         summary[metric] = {side: asr.corpus_wer(word_errors[(metric, side)]) for side in ("generated", "reference")}
         summary[metric]["recognizer"] = _RECOGNIZERS[metric]
+        summary[metric].update(asr.recognizer_facts(_RECOGNIZERS[metric], [texts[u] for u in ids]))
     if "mcd" in metrics:
         values = [r["mcd"] for r in rows]
         summary["mcd"] = {"mean": _mean(values), "std": float(np.std(values)), "n": len(values),

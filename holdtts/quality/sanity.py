@@ -24,7 +24,7 @@ NOISE_SNR_DB = 5.0
 STRETCH_RATE = 1.3  # faster speech: 30% shorter
 TIERS = (("real",), ("vocoded",), ("noisy", "stretched"), ("wrong_text", "random_mels"))
 CONDITIONS = tuple(c for tier in TIERS for c in tier)
-TEXT_OR_PAIR = ("wer", "wer_domain", "mcd")  # the metric groups wrong_text applies to
+TEXT_OR_PAIR = ("wer", "wer_domain", "wer_espeak", "mcd")  # the metric groups wrong_text applies to
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ SANITY_METRICS = (
     SanityMetric("cer", "CER (generic)", ("wer", "generated", "cer"), True, "wer"),
     SanityMetric("wer_domain", "WER (domain)", ("wer_domain", "generated", "wer"), True, "wer_domain"),
     SanityMetric("cer_domain", "CER (domain)", ("wer_domain", "generated", "cer"), True, "wer_domain"),
+    SanityMetric("wer_espeak", "WER (eSpeak)", ("wer_espeak", "generated", "wer"), True, "wer_espeak"),
+    SanityMetric("cer_espeak", "CER (eSpeak)", ("wer_espeak", "generated", "cer"), True, "wer_espeak"),
     SanityMetric("mcd", "MCD (dB)", ("mcd", "mean"), True, "mcd"),
 )
 

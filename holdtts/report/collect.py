@@ -263,6 +263,10 @@ QUALITY_METRICS = (
                   ("wer_domain", "reference", "wer")),
     QualityMetric("cer_domain", "CER (domain)", True, ("wer_domain", "generated", "cer"),
                   ("wer_domain", "reference", "cer")),
+    QualityMetric("wer_espeak", "WER (eSpeak)", True, ("wer_espeak", "generated", "wer"),
+                  ("wer_espeak", "reference", "wer")),
+    QualityMetric("cer_espeak", "CER (eSpeak)", True, ("wer_espeak", "generated", "cer"),
+                  ("wer_espeak", "reference", "cer")),
     QualityMetric("mcd", "MCD (dB)", True, ("mcd", "mean"), sizes=(("mcd", "n"),)),
 )
 
@@ -394,7 +398,7 @@ def validate_quality(summary: Any, path: Path) -> dict:
     if "dnsmos" in summary:
         for side in ("generated", "reference"):
             _check_number(summary, ("dnsmos", side, "ovrl"), path)
-    for name in ("wer", "wer_domain"):
+    for name in ("wer", "wer_domain", "wer_espeak"):
         if name in summary:
             for side in ("generated", "reference"):
                 _check_number(summary, (name, side, "wer"), path)

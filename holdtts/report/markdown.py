@@ -29,7 +29,8 @@ from holdtts.report.speakers import speaker_section, speaker_summary
 REPORT_FORMAT = "holdtts-report-2"
 REFERENCE_SYSTEM = "vp"
 DASH = "—"
-ERROR_RATES = ("wer", "cer", "wer_domain", "cer_domain")  # fractions, printed as percentages
+# fractions, printed as percentages
+ERROR_RATES = ("wer", "cer", "wer_domain", "cer_domain", "wer_espeak", "cer_espeak")
 PAIRED_SAMPLES = 1000
 PAIRED_SEED = 0
 # Per-utterance columns of quality.tsv behind the set-level numbers that are a mean or a ratio of sums.

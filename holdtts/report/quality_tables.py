@@ -47,7 +47,7 @@ def _metric_values(quality: dict) -> dict:
                 vs_n = entry.get("vs_n") or {}
                 out[f"{name}_inf"] = vs_n.get("fd_inf")
                 out[f"{name}_slope"] = vs_n.get("slope")
-    for name in ("wer", "wer_domain"):
+    for name in ("wer", "wer_domain", "wer_espeak"):
         entry = (quality.get(name) or {}).get("generated")
         if isinstance(entry, dict):
             out[f"{name}_n"] = [entry.get("utterances"), entry.get("words"), entry.get("chars")]
@@ -94,8 +94,8 @@ def _cell(key: str, numbers: dict, flagged: set) -> str:
 
 _COLUMNS = (("fd_speaker", "FD spk"), ("kid_speaker", "KID spk"), ("fd_logmel", "FD mel"),
             ("fd_logmel_inf", "FD_inf mel"), ("kid_logmel", "KID mel"), ("dnsmos_ovrl", "DNSMOS"),
-            ("wer_domain", "WER dom"), ("cer_domain", "CER dom"), ("wer", "WER gen"), ("cer", "CER gen"),
-            ("mcd", "MCD"))
+            ("wer_espeak", "WER esp"), ("cer_espeak", "CER esp"), ("wer_domain", "WER dom"),
+            ("cer_domain", "CER dom"), ("wer", "WER gen"), ("cer", "CER gen"), ("mcd", "MCD"))
 
 
 def _sizes(numbers: dict) -> str:
@@ -109,7 +109,7 @@ def _sizes(numbers: dict) -> str:
         if interval:
             parts.append(f"{label} [{_num(interval[0])}, {_num(interval[1])}] ({numbers.get(f'{name}_subsets')} "
                          "subsets of half the utterances)")
-    n = numbers.get("wer_domain_n") or numbers.get("wer_n")
+    n = numbers.get("wer_espeak_n") or numbers.get("wer_domain_n") or numbers.get("wer_n")
     if n:
         parts.append(f"WER {n[0]} utterances, {n[1]} words, {n[2]} characters")
     return "; ".join(parts)
@@ -127,9 +127,11 @@ def quality_sections(summary: dict) -> str:
         return "\n".join(out + ["No quality results.", ""])
     out.append("Lower is better except DNSMOS. FD: Frechet distance (biased upward at small n; FD_inf: its "
                "extrapolation to infinite n where it can be fitted); KID: unbiased kernel distance, comparable "
-               "across n. WER dom: the mini corpus's domain recogniser; WER gen: pocketsphinx's generic model "
-               "(the one that transfers to human speech). Reference rows: real test recordings, raw and "
-               "through the vocoder, against other real non-members (`holdtts evaluate --reference-only`). "
+               "across n. WER esp: the mini corpus's eSpeak recogniser (a CTC model trained on eSpeak NG "
+               "speech); WER dom: its domain recogniser (pocketsphinx with the generator's 3-gram); WER gen: "
+               "pocketsphinx's generic model (the one that transfers to human speech). Reference rows: real test "
+               "recordings, raw and through the vocoder, against other real non-members "
+               "(`holdtts evaluate --reference-only`). "
                "(!) marks a metric the sanity table flags.")
     out += ["", "| system | " + " | ".join(label for _, label in shown) + " |",
             "|---|" + "---|" * len(shown)]

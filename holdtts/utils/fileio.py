@@ -121,6 +121,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def user_cache_dir(name: str) -> Path:
+    """Where built models (recognisers, language models) are cached: $HOLDTTS_CACHE/<name>, else
+    $XDG_CACHE_HOME/holdtts/<name> or ~/.cache/holdtts/<name>."""
+    root = os.environ.get("HOLDTTS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "holdtts")
+    return Path(root) / name
+
+
 def sweep_temp_files(directory: str | os.PathLike) -> list[tuple[Path, int]]:
     """Delete the temporary files atomic writers left in `directory` (not below it) when they were killed
     before their rename; returns (path, size) of each. Only call it while no writer can be at work there
