@@ -23,8 +23,8 @@ import click
 @click.option("--max-utts", type=int, help="Only the first N sentences of the split.")
 @click.option("--metrics", default="auto", show_default=True,
               help="Comma-separated subset of fd_speaker, fd_logmel (each with its kernel distance), dnsmos, wer, "
-                   "wer_domain, wer_espeak, mcd; auto: all, wer_domain and wer_espeak only on a mini corpus "
-                   "(wer_espeak trains its recogniser on first use: minutes, once).")
+                   "wer_domain, wer_espeak, mcd; auto: all but wer_espeak, wer_domain only on a mini corpus "
+                   "(wer_espeak, mini corpus only, trains its recogniser on first use: about half an hour, once).")
 @click.option("--vocoder", default="auto", show_default=True,
               help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
                    "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file. "

@@ -30,11 +30,12 @@ def is_mini_corpus(data_dir: str | Path) -> bool:
 
 
 def default_metrics(data_dir: str | Path) -> list[str]:
-    """Every metric; the domain and eSpeak recognisers' WER only where the speech says the mini corpus's
-    sentences (the eSpeak recogniser is trained on first use: minutes)."""
+    """Every metric; the domain recogniser's WER only where the speech says the mini corpus's sentences.
+    wer_espeak is asked for by name: its recogniser trains for about half an hour on first use, and its
+    full-scale WER is not yet measured (docs/quality.md)."""
     names = list(DEFAULT_METRICS)
     if is_mini_corpus(data_dir):
-        names[names.index("wer") + 1:names.index("wer") + 1] = ["wer_domain", "wer_espeak"]
+        names.insert(names.index("wer") + 1, "wer_domain")
     return names
 
 
