@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,14 @@ _TRAINING_AUROC = re.compile(r"^attack/(.+)/auroc$")
 
 
 # --------------------------------------------------------------------------- records
+
+
+class TrainingPoint(NamedTuple):
+    """One held-out AUROC logged by train.attack_every_epochs (holdtts.training.trainer.attack_scalars)."""
+
+    step: int
+    epoch: int | None  # epochs completed when the attack ran; None in logs written without an epoch
+    auroc: float
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ class SystemRecord:
     quality: dict | None = None  # evaluate/quality.json
     quality_path: Path | None = None
     quality_rows_path: Path | None = None
-    training_aurocs: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # attack -> (step, auroc)
+    training_aurocs: dict[str, list[TrainingPoint]] = field(default_factory=dict)  # attack -> by step
 
     # -- description
 
@@ -134,6 +142,10 @@ class SystemRecord:
     @property
     def seed(self) -> int | None:
         return self._config_value("train", "seed")
+
+    @property
+    def attack_every_epochs(self) -> int | None:
+        return self._config_value("train", "attack_every_epochs")
 
     @property
     def group(self) -> str:
@@ -426,9 +438,12 @@ def _validate_training_facts(facts: dict, path: Path) -> dict:
     return facts
 
 
-def read_training_aurocs(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """AUROCs logged during training ("attack/<name>/auroc" keys of train_log.jsonl), by attack."""
-    out: dict[str, list[tuple[int, float]]] = {}
+def read_training_aurocs(path: Path) -> dict[str, list[TrainingPoint]]:
+    """AUROCs logged during training ("attack/<name>/auroc" keys of train_log.jsonl), by attack, one point
+    per step. The attack line's "epoch" is the number of epochs completed: the loop counts the epoch done
+    before on_epoch_end attacks (the step lines before it carry the 0-based index of their epoch). A step
+    logged twice (a run resumed from a checkpoint at an epoch's last step attacks again) keeps its last line."""
+    out: dict[str, dict[int, TrainingPoint]] = {}
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
@@ -439,13 +454,17 @@ def read_training_aurocs(path: Path) -> dict[str, list[tuple[int, float]]]:
                 raise InputError(f"invalid JSON ({err.msg})", path, line_number) from err
             if not isinstance(entry, dict) or not _is_count(entry.get("step")):
                 raise InputError("a log line needs a JSON object with an integer 'step'", path, line_number)
+            epoch = entry.get("epoch")
+            if epoch is not None and not _is_count(epoch):
+                raise InputError(f"'epoch' must be a count, got {epoch!r}", path, line_number)
             for key, value in entry.items():
                 match = _TRAINING_AUROC.match(key)
                 if match:
                     if not _is_number(value):
                         raise InputError(f"'{key}' must be a number, got {value!r}", path, line_number)
-                    out.setdefault(match.group(1), []).append((entry["step"], float(value)))
-    return {name: sorted(points) for name, points in out.items()}
+                    step = entry["step"]
+                    out.setdefault(match.group(1), {})[step] = TrainingPoint(step, epoch, float(value))
+    return {name: [points[s] for s in sorted(points)] for name, points in out.items()}
 
 
 def read_scores(path: Path, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:

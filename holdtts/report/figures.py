@@ -19,6 +19,7 @@ from holdtts.errors import InputError
 from holdtts.privacy.bounds import membership_auroc_bound
 from holdtts.privacy.metrics import NO_T
 from holdtts.report.collect import QUALITY_METRICS, AttackRun, SystemRecord, read_scores
+from holdtts.report.comparisons import group_records
 
 AUROC_TOLERANCE = 1e-6
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -198,23 +199,104 @@ def plot_privacy_quality(records: list[SystemRecord], path: Path) -> list[str]:
     return [m.key for m in drawn]
 
 
-def plot_training_aurocs(records: list[SystemRecord], path: Path) -> None:
-    """AUROC logged during training against the step, a line per system and attack."""
-    fig, axes = _grid(1, size=(7.0, 4.2))
-    ax = axes[0]
-    systems = [r for r in records if r.training_aurocs]
-    colors = _colors([r.name for r in systems])
-    ax.axhline(0.5, color="0.6", lw=1, ls="--")
-    for record in systems:
-        for i, (attack, points) in enumerate(sorted(record.training_aurocs.items())):
-            steps, values = zip(*points)
-            ax.plot(steps, values, color=colors[record.name], ls=_LINESTYLES[i % len(_LINESTYLES)], marker="o",
-                    ms=3, label=f"{record.name}: {attack}")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("AUROC")
-    ax.set_title("membership leakage during training")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+@dataclass(frozen=True)
+class CurvePoint:
+    """One system's held-out AUROC at one x, over the training seeds that logged it."""
+
+    x: int
+    mean: float
+    low: float  # the smallest over those seeds
+    high: float  # the largest
+    seeds: int
+
+
+@dataclass
+class SystemCurves:
+    models: list[str]  # the system's experiment directories (one per training seed) with a training log
+    attacks: dict[str, list[CurvePoint]]  # attack -> by x
+
+
+@dataclass
+class TrainingCurves:
+    """The AUROCs logged during training, seeds of one system pooled (comparisons.group_records)."""
+
+    axis: str  # "epoch" (epochs completed); "step" when some log has no epochs, as older holdtts wrote them
+    every: list[int]  # the train.attack_every_epochs of the models drawn
+    systems: dict[str, SystemCurves]
+
+    @property
+    def attacks(self) -> list[str]:
+        """The held-out headline first, then every attack in the order the logs list them."""
+        names = dict.fromkeys(a for s in self.systems.values() for a in s.attacks)
+        return [a for a in ("headline",) if a in names] + [a for a in names if a != "headline"]
+
+
+def training_curves(records: list[SystemRecord]) -> TrainingCurves | None:
+    """Per system and attack, the mean, minimum and maximum over training seeds at each logged x."""
+    groups = [g for g in group_records(records) if any(r.training_aurocs for r in g.records)]
+    if not groups:
+        return None
+    logged = {g.name: [r for r in g.records if r.training_aurocs] for g in groups}
+    points = [p for models in logged.values() for r in models for ps in r.training_aurocs.values() for p in ps]
+    # epochs, not steps: a DualMD teacher or a larger batch takes fewer steps to an epoch than vp
+    axis = "epoch" if all(p.epoch is not None for p in points) else "step"
+    systems = {}
+    for name, models in logged.items():
+        attacks = {}
+        for attack in dict.fromkeys(a for r in models for a in r.training_aurocs):
+            by_x: dict[int, list[float]] = {}
+            for record in models:
+                # one value per seed and x: a step axis has one already, an epoch the last logged
+                per_seed = {getattr(p, axis): p.auroc for p in record.training_aurocs.get(attack, [])}
+                for x, value in per_seed.items():
+                    by_x.setdefault(x, []).append(value)
+            attacks[attack] = [CurvePoint(x, float(np.mean(v)), min(v), max(v), len(v))
+                               for x, v in sorted(by_x.items())]
+        systems[name] = SystemCurves([r.name for r in models], attacks)
+    every = sorted({r.attack_every_epochs for models in logged.values() for r in models
+                    if r.attack_every_epochs})
+    return TrainingCurves(axis, every, systems)
+
+
+def seeds_label(name: str, seeds: int) -> str:
+    return f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
+
+
+def plot_training_aurocs(curves: TrainingCurves, path: Path) -> None:
+    """One panel per attack (the held-out headline first): a line per system, the mean over its training
+    seeds against the epochs completed, a band from their minimum to their maximum; hollow markers where
+    not every seed has logged that epoch yet. One legend for every panel: a system keeps its colour."""
+    attacks = curves.attacks
+    colors = _colors(list(curves.systems))
+    fig, axes = _grid(len(attacks), size=(4.2, 3.3))
+    handles = {}
+    for ax, attack in zip(axes, attacks):
+        ax.axhline(0.5, color="0.6", lw=1, ls="--")
+        for name, system in curves.systems.items():
+            points = system.attacks.get(attack)
+            if not points:
+                continue
+            color, seeds = colors[name], len(system.models)
+            xs, means = [p.x for p in points], [p.mean for p in points]
+            if seeds > 1 and len(points) > 1:
+                ax.fill_between(xs, [p.low for p in points], [p.high for p in points], color=color, alpha=0.15,
+                                lw=0)
+            elif seeds > 1:  # a band needs two points
+                ax.errorbar(xs, means, yerr=[[means[0] - points[0].low], [points[0].high - means[0]]],
+                            color=color, capsize=3, lw=1)
+            [line] = ax.plot(xs, means, color=color, lw=1.4)
+            handles.setdefault(name, line)
+            for full in (True, False):
+                chosen = [p for p in points if (p.seeds == seeds) == full]
+                ax.plot([p.x for p in chosen], [p.mean for p in chosen], ls="", marker="o", ms=3.5, color=color,
+                        mfc=color if full else "white")
+        ax.set_ylim(0, 1.02)  # one scale in every panel
+        ax.set_xlabel("epochs completed" if curves.axis == "epoch" else "training step")
+        ax.set_ylabel("held-out AUROC")
+        ax.set_title("headline (strongest attack, held out)" if attack == "headline" else attack, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    fig.legend(list(handles.values()), [seeds_label(n, len(curves.systems[n].models)) for n in handles],
+               loc="outside right upper", fontsize=8, title="system (training seeds)", title_fontsize=8)
     _save(fig, path)
 
 
@@ -262,6 +344,7 @@ class FigureSet:
     files: dict[str, str]  # figure name -> file name in the report directory
     curves: dict[str, list[RocCurve]]  # system -> its ROC curves
     quality_panels: list[str]  # quality metrics in the privacy-vs-quality figure
+    training: TrainingCurves | None = None  # what the AUROC-during-training figure draws
 
 
 def t_attacks(records: list[SystemRecord]) -> list[str]:
@@ -292,8 +375,9 @@ def write_figures(records: list[SystemRecord], out_dir: Path) -> FigureSet:
     if any(math.isfinite(r.epsilon) and r.headline() is not None for r in records):
         plot_auroc_vs_epsilon(records, out_dir / "auroc_vs_epsilon.png")
         files["auroc_vs_epsilon"] = "auroc_vs_epsilon.png"
-    if any(r.training_aurocs for r in records):
-        plot_training_aurocs(records, out_dir / "auroc_during_training.png")
+    training = training_curves(records)
+    if training is not None:
+        plot_training_aurocs(training, out_dir / "auroc_during_training.png")
         files["auroc_during_training"] = "auroc_during_training.png"
-    return FigureSet(files, curves, panels)
+    return FigureSet(files, curves, panels, training)
 

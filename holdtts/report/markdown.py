@@ -5,6 +5,7 @@ only formats what the summary holds, so the document and report.json cannot disa
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import datetime, timezone
@@ -22,11 +23,11 @@ from holdtts.report.collect import (
     read_quality_rows,
 )
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, verdict
-from holdtts.report.figures import FigureSet
+from holdtts.report.figures import FigureSet, seeds_label
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
 
-REPORT_FORMAT = "holdtts-report-2"
+REPORT_FORMAT = "holdtts-report-3"  # 3: training AUROCs carry the epoch; training_curves
 REFERENCE_SYSTEM = "vp"
 DASH = "—"
 # fractions, printed as percentages
@@ -230,7 +231,7 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
             "quality": _quality_summary(record),
             "quality_vs_reference": (quality_comparison(record, reference, per_utt)
                                      if record is not reference else []),
-            "training_aurocs": {a: [list(p) for p in points] for a, points in record.training_aurocs.items()},
+            "training_aurocs": {a: [p._asdict() for p in points] for a, points in record.training_aurocs.items()},
         }
         speakers = speaker_summary(record)
         if speakers is not None:  # multi-speaker attack results only: single-speaker reports are unchanged
@@ -253,6 +254,7 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
         "attack_tables": attack_tables,
         "systems": systems,
         "figures": figures.files,
+        "training_curves": dataclasses.asdict(figures.training) if figures.training is not None else None,
         "notes": {
             "epsilon": "null means no privacy.json: no differential-privacy guarantee (epsilon is infinite)",
             "headline": "strongest attack and t picked on a calibration half of the utterances, AUROC measured "
@@ -656,9 +658,42 @@ FIGURE_CAPTIONS = {
                          "any attack can reach under that guarantee, and the systems without a formal "
                          "guarantee (epsilon = inf) at the right end: read an empirical defense against the "
                          "epsilon DP-SGD needs for the same measured leakage."),
-    "auroc_during_training": ("AUROC during training", "AUROC of the attacks run during training "
-                              "(train.attack_every_epochs), from train_log.jsonl."),
+    "auroc_during_training": ("AUROC during training", "Held-out AUROCs of the attacks run on the EMA model "
+                              "during training, {every}, from train_log.jsonl: each attack's t is picked on a "
+                              "calibration half of the attacked utterances (at most train.attack_max_utts "
+                              "members and as many non-members) and its AUROC measured on the test half; "
+                              "\"headline\" is the strongest attack picked the same way. One panel per attack "
+                              "against {axis}; a line per system is the mean over its training seeds (the "
+                              "legend gives their number), the band their minimum to maximum; a hollow marker "
+                              "means not every seed has logged that point yet. The dashed line is chance."),
 }
+
+
+TRAINING_AXES = {"epoch": "the epochs completed",
+                 "step": "the training step (some train_log.jsonl has no epochs: an older holdtts wrote it)"}
+
+
+def _every(epochs: list[int]) -> str:
+    if not epochs:
+        return "every train.attack_every_epochs epochs"
+    return f"every {' or '.join(str(e) for e in epochs)} epochs (train.attack_every_epochs)"
+
+
+def _training_table(curves: dict) -> str:
+    """Per system, the headline's mean over seeds at each logged x that every seed has reached."""
+    rows, xs = {}, set()
+    for name, system in curves["systems"].items():
+        seeds = len(system["models"])
+        rows[name] = {p["x"]: p["mean"] for p in system["attacks"].get("headline", []) if p["seeds"] == seeds}
+        xs |= set(rows[name])
+    if not xs:
+        return ""
+    xs = sorted(xs)
+    header = ["system (training seeds)", *(f"{curves['axis']} {x}" for x in xs)]
+    body = [[seeds_label(name, len(curves["systems"][name]["models"])),
+             *(_fmt(rows[name].get(x)) for x in xs)] for name in rows]
+    return ("Held-out headline AUROC during training, mean over each system's training seeds, where every seed "
+            f"has logged that {curves['axis']}:\n\n" + _table(header, body) + "\n")
 
 
 def _figures(summary: dict) -> str:
@@ -667,7 +702,14 @@ def _figures(summary: dict) -> str:
     parts = []
     for name, file in summary["figures"].items():
         title, caption = FIGURE_CAPTIONS[name]
+        extra = ""
+        if name == "auroc_during_training":
+            curves = summary["training_curves"]
+            caption = caption.format(every=_every(curves["every"]), axis=TRAINING_AXES[curves["axis"]])
+            extra = _training_table(curves)
         parts.append(f"### {title}\n\n![{title}]({file})\n\n{caption}\n")
+        if extra:
+            parts.append(extra)
     missing = [f"{s}/{run}" for s, info in summary["systems"].items() for run, r in info["attack_runs"].items()
                if r["rows"] is None]
     if missing:
