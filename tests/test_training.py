@@ -175,3 +175,18 @@ def test_attacks_during_training_log_held_out_auroc(mini_recipe, tmp_path):
         assert 0 <= r["attack/headline/auroc"] <= 1 and 0 < r["attack/headline/p_value"] <= 1
         assert {"attack/loss/auroc", "attack/prior/auroc"} <= set(r)
     assert set(read_training_aurocs(exp / "train_log.jsonl")) == {"headline", "loss", "prior"}
+
+
+def test_attacks_during_training_do_not_change_training(mini_recipe, tmp_path):
+    """An in-training attack draws its own random numbers (its own generator, the model in eval mode, EMA
+    untouched), so a run attacked every epoch ends with the same weights as one never attacked: AUROC by
+    epoch curves describe the very model that the final attack measures."""
+    plain, attacked = tmp_path / "plain", tmp_path / "attacked"
+    common = ("train.max_steps=0", "train.max_epochs=3", "train.attack=loss,pia,duration,prior")
+    train(mini_recipe, plain, "vp", *common, "train.attack_every_epochs=0")
+    train(mini_recipe, attacked, "vp", *common, "train.attack_every_epochs=1")
+    logged = [json.loads(line) for line in (attacked / "train_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged if "attack/headline/auroc" in r] == [1, 2, 3]
+    assert_same_weights(final_state(plain), final_state(attacked))
+    a, b = final_state(plain)["optimizer"], final_state(attacked)["optimizer"]
+    assert all(torch.equal(a["state"][k]["exp_avg"], b["state"][k]["exp_avg"]) for k in a["state"])
