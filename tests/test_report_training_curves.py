@@ -112,3 +112,26 @@ def test_report_draws_the_figure_and_tabulates_complete_epochs(exp):
     assert "| system (training seeds) | epoch 100 | epoch 200 | epoch 300 |" in markdown
     assert "| vp (3 seeds) | 0.600 | 0.767 | — |" in markdown
     assert "| hold2 (2 seeds) | 0.475 | 0.600 | 0.550 |" in markdown
+
+
+def test_dualmd_curves_pool_its_teachers_logs(exp):
+    """DualMD trains no model of its own: each teacher logs its attacks against its own members, and the
+    system's line pools the teachers of every seed."""
+    for seed, name in ((1, "dualmd"), (2, "dualmd.seed2")):
+        for teacher, base in (("teacher1", 0.6), ("teacher2", 0.7)):
+            write_log(exp / name / teacher, 1, [(100, base, 0.5), (200, base + 0.1 * seed, 0.5)])
+        config = SystemConfig(name=name)
+        config.train.attack_every_epochs = 100
+        (exp / name / "config.yaml").write_text(dump_config(config))
+        (exp / name / "evaluate").mkdir()
+        (exp / name / "evaluate" / "quality.json").write_text("{}")
+    record = load_system(exp / "dualmd")
+    assert record.training_aurocs == {} and set(record.part_training_aurocs) == {"teacher1", "teacher2"}
+    curves = training_curves([load_system(exp / n) for n in ("vp", "dualmd", "dualmd.seed2")])
+    assert curves.systems["dualmd"].models == ["dualmd/teacher1", "dualmd/teacher2", "dualmd.seed2/teacher1",
+                                               "dualmd.seed2/teacher2"]
+    got = curves.systems["dualmd"].attacks["headline"]
+    assert [(p.x, p.seeds) for p in got] == [(100, 4), (200, 4)]
+    assert [v for p in got for v in (p.mean, p.low, p.high)] == pytest.approx([0.65, 0.6, 0.7, 0.8, 0.7, 0.9])
+    markdown = (write_report(exp).out_dir / "report.md").read_text()
+    assert "| dualmd (4 teacher logs, 2 seeds) | 0.650 | 0.800 | — |" in markdown

@@ -122,6 +122,8 @@ class SystemRecord:
     quality_path: Path | None = None
     quality_rows_path: Path | None = None
     training_aurocs: dict[str, list[TrainingPoint]] = field(default_factory=dict)  # attack -> by step
+    # a model trained in parts (DualMD: teacher1/, teacher2/) logs per part: part -> attack -> by step
+    part_training_aurocs: dict[str, dict[str, list[TrainingPoint]]] = field(default_factory=dict)
 
     # -- description
 
@@ -573,6 +575,9 @@ def load_system(path: str | os.PathLike) -> SystemRecord:
         record.privacy = _validate_privacy(_read_mapping(path / "privacy.json"), path / "privacy.json")
     if (path / "train_log.jsonl").is_file():
         record.training_aurocs = read_training_aurocs(path / "train_log.jsonl")
+    else:  # DualMD has no training of its own: each teacher logged its attacks against its own members
+        for log in sorted(path.glob("teacher*/train_log.jsonl")):
+            record.part_training_aurocs[log.parent.name] = read_training_aurocs(log)
     for run_dir in _attack_dirs(path):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.is_file():

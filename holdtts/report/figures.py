@@ -18,7 +18,7 @@ from sklearn.metrics import auc, roc_curve
 from holdtts.errors import InputError
 from holdtts.privacy.bounds import membership_auroc_bound
 from holdtts.privacy.metrics import NO_T
-from holdtts.report.collect import QUALITY_METRICS, AttackRun, SystemRecord, read_scores
+from holdtts.report.collect import QUALITY_METRICS, AttackRun, SystemRecord, TrainingPoint, read_scores
 from holdtts.report.comparisons import group_records
 
 AUROC_TOLERANCE = 1e-6
@@ -212,7 +212,9 @@ class CurvePoint:
 
 @dataclass
 class SystemCurves:
-    models: list[str]  # the system's experiment directories (one per training seed) with a training log
+    # the training logs pooled: one per training seed ("vp.seed2"), or per part of a model trained in parts
+    # ("dualmd.seed2/teacher1": each DualMD teacher attacked during training against its own members)
+    models: list[str]
     attacks: dict[str, list[CurvePoint]]  # attack -> by x
 
 
@@ -231,35 +233,53 @@ class TrainingCurves:
         return [a for a in ("headline",) if a in names] + [a for a in names if a != "headline"]
 
 
+def _training_logs(record: SystemRecord) -> dict[str, dict[str, list[TrainingPoint]]]:
+    """label -> attack -> points: the model's own log, else one per part (a DualMD's teachers)."""
+    if record.training_aurocs:
+        return {record.name: record.training_aurocs}
+    return {f"{record.name}/{part}": aurocs for part, aurocs in record.part_training_aurocs.items() if aurocs}
+
+
 def training_curves(records: list[SystemRecord]) -> TrainingCurves | None:
-    """Per system and attack, the mean, minimum and maximum over training seeds at each logged x."""
-    groups = [g for g in group_records(records) if any(r.training_aurocs for r in g.records)]
+    """Per system and attack, the mean, minimum and maximum over its training logs (one per seed, or per
+    teacher and seed for DualMD) at each logged x."""
+    groups = [g for g in group_records(records) if any(_training_logs(r) for r in g.records)]
     if not groups:
         return None
-    logged = {g.name: [r for r in g.records if r.training_aurocs] for g in groups}
-    points = [p for models in logged.values() for r in models for ps in r.training_aurocs.values() for p in ps]
+    logged = {g.name: {label: aurocs for r in g.records for label, aurocs in _training_logs(r).items()}
+              for g in groups}
+    points = [p for logs in logged.values() for aurocs in logs.values() for ps in aurocs.values() for p in ps]
     # epochs, not steps: a DualMD teacher or a larger batch takes fewer steps to an epoch than vp
     axis = "epoch" if all(p.epoch is not None for p in points) else "step"
     systems = {}
-    for name, models in logged.items():
+    for name, logs in logged.items():
         attacks = {}
-        for attack in dict.fromkeys(a for r in models for a in r.training_aurocs):
+        for attack in dict.fromkeys(a for aurocs in logs.values() for a in aurocs):
             by_x: dict[int, list[float]] = {}
-            for record in models:
-                # one value per seed and x: a step axis has one already, an epoch the last logged
-                per_seed = {getattr(p, axis): p.auroc for p in record.training_aurocs.get(attack, [])}
-                for x, value in per_seed.items():
+            for aurocs in logs.values():
+                # one value per log and x: a step axis has one already, an epoch the last logged
+                per_log = {getattr(p, axis): p.auroc for p in aurocs.get(attack, [])}
+                for x, value in per_log.items():
                     by_x.setdefault(x, []).append(value)
             attacks[attack] = [CurvePoint(x, float(np.mean(v)), min(v), max(v), len(v))
                                for x, v in sorted(by_x.items())]
-        systems[name] = SystemCurves([r.name for r in models], attacks)
-    every = sorted({r.attack_every_epochs for models in logged.values() for r in models
-                    if r.attack_every_epochs})
+        systems[name] = SystemCurves(list(logs), attacks)
+    every = sorted({r.attack_every_epochs for g in groups for r in g.records
+                    if _training_logs(r) and r.attack_every_epochs})
     return TrainingCurves(axis, every, systems)
 
 
 def seeds_label(name: str, seeds: int) -> str:
     return f"{name} ({seeds} seed{'s' if seeds != 1 else ''})"
+
+
+def curves_label(name: str, models: list[str]) -> str:
+    """The legend's name of a system's pooled curves: its seeds, or its parts over its seeds."""
+    parts = [m for m in models if "/" in m]
+    if not parts:
+        return seeds_label(name, len(models))
+    seeds = len({m.split("/", 1)[0] for m in parts})
+    return f"{name} ({len(parts)} teacher logs, {seeds} seed{'s' if seeds != 1 else ''})"
 
 
 def plot_training_aurocs(curves: TrainingCurves, path: Path) -> None:
@@ -295,7 +315,7 @@ def plot_training_aurocs(curves: TrainingCurves, path: Path) -> None:
         ax.set_ylabel("held-out AUROC")
         ax.set_title("headline (strongest attack, held out)" if attack == "headline" else attack, fontsize=10)
         ax.grid(True, alpha=0.3)
-    fig.legend(list(handles.values()), [seeds_label(n, len(curves.systems[n].models)) for n in handles],
+    fig.legend(list(handles.values()), [curves_label(n, curves.systems[n].models) for n in handles],
                loc="outside right upper", fontsize=8, title="system (training seeds)", title_fontsize=8)
     _save(fig, path)
 

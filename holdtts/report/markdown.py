@@ -23,7 +23,7 @@ from holdtts.report.collect import (
     read_quality_rows,
 )
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, verdict
-from holdtts.report.figures import FigureSet, seeds_label
+from holdtts.report.figures import FigureSet, curves_label
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
 
@@ -232,6 +232,8 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
             "quality_vs_reference": (quality_comparison(record, reference, per_utt)
                                      if record is not reference else []),
             "training_aurocs": {a: [p._asdict() for p in points] for a, points in record.training_aurocs.items()},
+            "part_training_aurocs": {part: {a: [p._asdict() for p in points] for a, points in aurocs.items()}
+                                     for part, aurocs in record.part_training_aurocs.items()},
         }
         speakers = speaker_summary(record)
         if speakers is not None:  # multi-speaker attack results only: single-speaker reports are unchanged
@@ -664,7 +666,8 @@ FIGURE_CAPTIONS = {
                               "members and as many non-members) and its AUROC measured on the test half; "
                               "\"headline\" is the strongest attack picked the same way. One panel per attack "
                               "against {axis}; a line per system is the mean over its training seeds (the "
-                              "legend gives their number), the band their minimum to maximum; a hollow marker "
+                              "legend gives their number; a DualMD line pools its teachers, each attacked "
+                              "against its own members), the band their minimum to maximum; a hollow marker "
                               "means not every seed has logged that point yet. The dashed line is chance."),
 }
 
@@ -690,7 +693,7 @@ def _training_table(curves: dict) -> str:
         return ""
     xs = sorted(xs)
     header = ["system (training seeds)", *(f"{curves['axis']} {x}" for x in xs)]
-    body = [[seeds_label(name, len(curves["systems"][name]["models"])),
+    body = [[curves_label(name, curves["systems"][name]["models"]),
              *(_fmt(rows[name].get(x)) for x in xs)] for name in rows]
     return ("Held-out headline AUROC during training, mean over each system's training seeds, where every seed "
             f"has logged that {curves['axis']}:\n\n" + _table(header, body) + "\n")
