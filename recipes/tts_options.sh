@@ -14,8 +14,9 @@ attack_utts=           # at most this many members and as many non-members per a
 attack_params=auto     # auto (mini: fewer Monte-Carlo draws; the real corpus: none) | none | e.g. "loss.draws=4 pia_mc.draws=16"
 blackbox=true          # also attack every system through its synthesis (one synthesis per utterance)
 eval_utts=             # quality: the first N test sentences (default: mini 8, the real corpus all)
+eval_metrics=auto      # holdtts evaluate --metrics: auto (mini adds its two recognisers), or e.g. auto,-wer_espeak
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
 device=auto            # auto | cpu | cuda
 recipe_options="stage stop_stage corpus mini_utts seed size train_params vocoder attacks attack_utts attack_params"
-recipe_options+=" blackbox eval_utts nj device"
+recipe_options+=" blackbox eval_utts eval_metrics nj device"
 help_message="Usage: $0 [options]   (see the comment at the top of run.sh and the README)"

@@ -191,18 +191,23 @@ def test_wer_espeak_goes_through_evaluate(tiny_build, tmp_path, monkeypatch):
     assert {"wer_espeak", "cer_espeak"} <= set(table["metrics"])
 
 
-def test_wer_espeak_is_asked_for_by_name(tmp_path):
-    # not in `auto`: its first use trains the recogniser for about half an hour
+def test_auto_metrics_on_a_mini_corpus_include_its_recognisers(tmp_path):
+    from holdtts.errors import HoldttsError
     from holdtts.quality.evaluate import METRICS
-    from holdtts.quality.system import default_metrics
+    from holdtts.quality.system import default_metrics, resolve_metrics
 
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "corpus.json").write_text(json.dumps({"generator": "holdtts.data.minicorpus"}))
     (tmp_path / "splits.json").write_text(json.dumps({"corpus_dir": str(tmp_path / "corpus")}))
     names = default_metrics(tmp_path)
-    assert names.index("wer") < names.index("wer_domain") < names.index("mcd")
-    assert "wer_espeak" not in names and "wer_espeak" in METRICS
-    assert "wer_espeak" not in default_metrics(tmp_path / "elsewhere")
+    assert names.index("wer") < names.index("wer_domain") < names.index("wer_espeak") < names.index("mcd")
+    assert set(names) == set(METRICS)
+    elsewhere = default_metrics(tmp_path / "elsewhere")  # not a mini corpus: neither recogniser applies
+    assert "wer_espeak" not in elsewhere and "wer_domain" not in elsewhere
+    assert resolve_metrics("auto,-wer_espeak", tmp_path) == [n for n in names if n != "wer_espeak"]
+    assert resolve_metrics("mcd, wer_espeak,mcd", tmp_path) == ["mcd", "wer_espeak"]
+    with pytest.raises(HoldttsError, match="'wer_espeak' is not among"):
+        resolve_metrics("mcd,-wer_espeak", tmp_path)
 
 
 def test_synthesized_speech_comes_from_mini_corpora_of_its_own_seeds(tmp_path):

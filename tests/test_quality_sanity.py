@@ -118,3 +118,61 @@ def test_a_metric_that_ranks_wrongly_is_flagged_and_rendered(conditions):
     assert "**FLAGGED**" in text and "Flagged (do not read" in text
     assert "| vp |" in text and "(!)" in text
     assert "speaker 4 vs 4 utterances" in text
+
+
+def _rows(errors: list[int], words: int = 10, **extra) -> list[dict]:
+    return [{"utt_id": f"u{i}", "wer_espeak_errors": e, "wer_ref_words": words,
+             "wer_espeak_char_errors": e, "wer_ref_chars": 5 * words, **extra} for i, e in enumerate(errors)]
+
+
+def _summary(rows: list[dict]) -> dict:
+    words = sum(r["wer_ref_words"] for r in rows)
+    chars = sum(r["wer_ref_chars"] for r in rows)
+    return {"wer_espeak": {"generated": {"wer": sum(r["wer_espeak_errors"] for r in rows) / words,
+                                         "cer": sum(r["wer_espeak_char_errors"] for r in rows) / chars}}}
+
+
+def test_a_pair_the_metric_cannot_separate_is_a_tie_not_a_failure():
+    """Real and vocoded at a recogniser's ceiling (1 word apart over 32 sentences) come out in either order:
+    the paired bootstrap calls that a tie; a reversal far outside sampling error is still flagged."""
+    degraded = _rows([4] * 32)
+    rows = {"real": _rows([1] + [0] * 31), "vocoded": _rows([0] * 32), "noisy": degraded, "stretched": degraded,
+            "wrong_text": _rows([10] * 32), "random_mels": _rows([9] * 32)}
+    table = sanity.sanity_table({c: _summary(r) for c, r in rows.items()}, rows)
+    entry = table["metrics"]["wer_espeak"]
+    assert entry["ranks_correctly"] and not entry["failures"]
+    assert len(entry["ties"]) == 1 and entry["ties"][0].startswith("real 0.003125 vs vocoded 0 (difference -0.00313")
+    assert "wer_espeak" not in sanity.flagged(table)
+    # the same numbers without rows: no paired test, so the strict order flags it as before
+    assert "wer_espeak" in sanity.flagged(sanity.sanity_table({c: _summary(r) for c, r in rows.items()}))
+
+    rows["real"] = _rows([3] * 32)  # real clearly worse than vocoded: a real failure
+    table = sanity.sanity_table({c: _summary(r) for c, r in rows.items()}, rows)
+    assert "wer_espeak" in sanity.flagged(table)
+    assert table["metrics"]["wer_espeak"]["failures"][0].startswith("real 0.3 vs vocoded 0 (difference -0.3,")
+
+
+def test_paired_difference_resamples_sentences_jointly():
+    """Pairing: a constant per-sentence gap has a zero-width interval however much sentences differ."""
+    better = {f"u{i}": (float(i), 1.0) for i in range(20)}
+    worse = {u: (v + 0.5, d) for u, (v, d) in better.items()}
+    point, (low, high), n = sanity.paired_difference(better, worse, lower_is_better=True)
+    assert n == 20 and point == pytest.approx(0.5) and low == pytest.approx(0.5) and high == pytest.approx(0.5)
+    point, _, _ = sanity.paired_difference(better, worse, lower_is_better=False)
+    assert point == pytest.approx(-0.5)
+    assert sanity.paired_difference({"u0": (1.0, 1.0)}, {"u0": (2.0, 1.0)}, True) is None
+
+
+def test_the_table_recomputes_from_the_files_a_reference_run_leaves(tmp_path):
+    """sanity.json recomputes from each condition's quality.json and quality.tsv (the committed rows)."""
+    from holdtts.quality.evaluate import write_rows_tsv, write_summary_json
+    from holdtts.quality.reference import condition_dirs, sanity_from_dir
+
+    rows = {"real": _rows([1] + [0] * 7), "vocoded": _rows([0] * 8), "noisy": _rows([3] * 8),
+            "stretched": _rows([2] * 8), "wrong_text": _rows([9] * 8), "random_mels": _rows([8] * 8)}
+    for condition, folder in condition_dirs(tmp_path).items():
+        folder.mkdir(parents=True)
+        write_rows_tsv(folder / "quality.tsv", rows[condition])
+        write_summary_json(folder / "quality.json", _summary(rows[condition]))
+    assert sanity_from_dir(tmp_path) == sanity.sanity_table({c: _summary(r) for c, r in rows.items()}, rows)
+    assert sanity_from_dir(tmp_path)["metrics"]["wer_espeak"]["ties"]

@@ -22,9 +22,10 @@ import click
 @click.option("--split", default="test", show_default=True, help="Sentences to synthesize (non-members).")
 @click.option("--max-utts", type=int, help="Only the first N sentences of the split.")
 @click.option("--metrics", default="auto", show_default=True,
-              help="Comma-separated subset of fd_speaker, fd_logmel (each with its kernel distance), dnsmos, wer, "
-                   "wer_domain, wer_espeak, mcd; auto: all but wer_espeak, wer_domain only on a mini corpus "
-                   "(wer_espeak, mini corpus only, trains its recogniser on first use: about half an hour, once).")
+              help="Comma-separated names among fd_speaker, fd_logmel (each with its kernel distance), dnsmos, wer, "
+                   "wer_domain, wer_espeak, mcd; auto: all of them, wer_domain and wer_espeak only on a mini "
+                   "corpus (wer_espeak's recogniser trains on first use: about half an hour on 2 cores, once, "
+                   "then cached); -name drops one, e.g. auto,-wer_espeak.")
 @click.option("--vocoder", default="auto", show_default=True,
               help="auto (the recipe's trained HiFi-GAN, exp/vocoder, when it exists, else Griffin-Lim), "
                    "griffin-lim, a HiFi-GAN experiment directory or checkpoint, or a published generator file. "
@@ -47,14 +48,13 @@ def command(model_path, reference_only, no_sanity, out_dir, data_dir, dump_dir, 
     and mel-cepstral distortion with DTW. Nothing is downloaded: every model ships in its wheel."""
     from holdtts.data.features import resolve_device
     from holdtts.errors import HoldttsError
-    from holdtts.quality.system import default_metrics, evaluate_system
+    from holdtts.quality.system import evaluate_system, resolve_metrics
     from holdtts.vocoder import load_vocoder, resolve_vocoder
 
     if reference_only == bool(model_path):
         raise HoldttsError("give either --model or --reference-only")
     torch_device = resolve_device(device)
-    names = (default_metrics(data_dir) if metrics == "auto"
-             else [m.strip() for m in metrics.split(",") if m.strip()])
+    names = resolve_metrics(metrics, data_dir)
     if reference_only:
         from holdtts.quality.reference import evaluate_reference
 

@@ -26,8 +26,8 @@ from holdtts.data.tables import read_table
 from holdtts.errors import HoldttsError
 from holdtts.quality import sanity
 from holdtts.quality.audio import load_audio
-from holdtts.quality.evaluate import evaluate_pairs, write_rows_tsv, write_summary_json
-from holdtts.utils.fileio import atomic_path, ensure_dir, refuse_overwrite, write_json_atomic
+from holdtts.quality.evaluate import evaluate_pairs, read_rows_tsv, write_rows_tsv, write_summary_json
+from holdtts.utils.fileio import atomic_path, ensure_dir, read_json, refuse_overwrite, write_json_atomic
 
 
 def split_reference_sets(data_dir: str | Path, split: str = "test", max_utts: int | None = None,
@@ -73,13 +73,33 @@ def _write_wavs(wavs: dict[str, np.ndarray], out_dir: Path, sample_rate: int) ->
     return paths
 
 
-def _score(out_dir: Path, pairs, texts, reference_set, metrics, device, cache_dir, extra: dict) -> dict:
+def _score(out_dir: Path, pairs, texts, reference_set, metrics, device, cache_dir, extra: dict,
+           rows_by_condition: dict | None = None) -> dict:
     rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir,
                                    reference_set=reference_set)
     summary.update(extra)
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
     write_summary_json(out_dir / "quality.json", summary, overwrite=True)
+    if rows_by_condition is not None:  # the sanity table's paired test reads them
+        rows_by_condition[extra["row"].removeprefix("sanity: ")] = rows
     return summary
+
+
+def condition_dirs(out_dir: str | Path) -> dict[str, Path]:
+    """Where `evaluate_reference` writes each sanity condition's quality.json and quality.tsv."""
+    out_dir = Path(out_dir)
+    return {c: out_dir / c if c in ("real", "vocoded") else out_dir / "sanity" / c for c in sanity.CONDITIONS}
+
+
+def sanity_from_dir(out_dir: str | Path) -> dict:
+    """The sanity table recomputed from the files an `evaluate --reference-only` run left (each condition's
+    summary and per-utterance rows), as sanity.json holds it."""
+    summaries, rows = {}, {}
+    for condition, folder in condition_dirs(out_dir).items():
+        if (folder / "quality.json").is_file():
+            summaries[condition] = read_json(folder / "quality.json")
+            rows[condition] = read_rows_tsv(folder / "quality.tsv")
+    return sanity.sanity_table(summaries, rows)
 
 
 def evaluate_reference(vocoder, data_dir: str | Path, dump_dir: str | Path, out_dir: str | Path,
@@ -103,20 +123,21 @@ def evaluate_reference(vocoder, data_dir: str | Path, dump_dir: str | Path, out_
     common = {"split": split, "vocoder": vocoder_name, "test_utterances": set_a, "reference_utterances": set_b,
               "model": None, "decoder_rtf": None}
 
+    rows: dict[str, list[dict]] = {}
     summaries = {"real": _score(ensure_dir(out_dir / "real"), {u: (real_a[u], real_a[u]) for u in set_a}, texts,
                                 real_b, metrics, device, cache_dir,
                                 {**common, "reference": "real recordings; set-level metrics against other "
-                                 "real non-member recordings", "row": "real"})}
+                                 "real non-member recordings", "row": "real"}, rows)}
     vocoded = vocode_mels(mels_a, vocoder, out_dir / "vocoded" / "wavs", sample_rate)
     summaries["vocoded"] = _score(out_dir / "vocoded", {u: (vocoded[u], real_a[u]) for u in set_a}, texts, real_b,
                                   metrics, device, cache_dir,
                                   {**common, "reference": "real recordings through the vocoder; set-level metrics "
-                                   "against other real non-member recordings", "row": "vocoded"})
+                                   "against other real non-member recordings", "row": "vocoded"}, rows)
     result = {"real": summaries["real"], "vocoded": summaries["vocoded"]}
     table = None
     if with_sanity:
         conditions = dict(summaries)
-        root = out_dir / "sanity"
+        root = out_dir / "sanity"  # condition_dirs
         audio = {u: load_audio(real_a[u]) for u in set_a}
         noisy = _write_wavs({u: sanity.add_noise(w, seed=i) for i, (u, (w, _)) in enumerate(audio.items())},
                             root / "noisy" / "wavs", audio[set_a[0]][1])
@@ -136,8 +157,8 @@ def evaluate_reference(vocoder, data_dir: str | Path, dump_dir: str | Path, out_
         }
         for name, pairs in variants.items():
             conditions[name] = _score(ensure_dir(root / name), pairs, texts, real_b, metrics, device, cache_dir,
-                                      {**common, "row": f"sanity: {name}"})
-        table = sanity.sanity_table(conditions)
+                                      {**common, "row": f"sanity: {name}"}, rows)
+        table = sanity.sanity_table(conditions, rows)
         table.update({"n_test": len(set_a), "n_reference": len(set_b), "vocoder": vocoder_name,
                       "noise_snr_db": sanity.NOISE_SNR_DB, "stretch_rate": sanity.STRETCH_RATE,
                       "flagged": sanity.flagged(table)})

@@ -9,13 +9,23 @@ evaluate_pairs call a system gets, set-level metrics against other real recordin
   4. wrong_text  A's recordings scored against another sentence's text and recording (rotated by one);
      random_mels random log-mels (uniform over the real mels' range) through the vocoder
 
-A metric passes when every condition of a tier scores strictly better than every condition of the next
-tier that applies to it. wrong_text applies only to metrics that read the text or the paired recording
-(WER, CER, MCD): for the others it is the real audio again. A metric that fails is flagged, and the
-report says so beside its numbers.
+A metric passes when every condition of a tier scores better than every condition of the next tier that
+applies to it. wrong_text applies only to metrics that read the text or the paired recording (WER, CER,
+MCD): for the others it is the real audio again. A metric that fails is flagged, and the report says so
+beside its numbers.
+
+A pair in the wrong order is not always a failure: two conditions a metric cannot tell apart at this
+sample size (real and Griffin-Lim speech are both near 0% WER for a recogniser at its ceiling: 8 words
+against 7 of 241) come out in either order. For metrics scored per utterance (WER and CER as ratios of
+summed errors to summed reference words or characters, DNSMOS, speaker cosine, MCD) the difference is
+bootstrapped over the test sentences, paired (the same resampled sentences under both conditions). When
+its 95% interval contains 0 the pair is a tie, "not separated at this n", listed under `ties` and not
+flagged; when the interval excludes 0 the wrong order is real and the metric is flagged. Set-level
+metrics (Frechet and kernel distances) have no pairing and must be strictly ordered.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +37,10 @@ CONDITIONS = tuple(c for tier in TIERS for c in tier)
 TEXT_OR_PAIR = ("wer", "wer_domain", "wer_espeak", "mcd")  # the metric groups wrong_text applies to
 
 
+BOOTSTRAP_SAMPLES = 2000
+LEVEL = 0.95
+
+
 @dataclass(frozen=True)
 class SanityMetric:
     key: str
@@ -34,23 +48,30 @@ class SanityMetric:
     path: tuple[str, ...]
     lower_is_better: bool
     group: str  # the evaluate metric it comes from
+    # the per-utterance rows (quality.tsv) the summary value comes from: (numerator, denominator) row keys,
+    # the value being sum(numerator) / sum(denominator), or the mean of numerator when denominator is None;
+    # None for set-level metrics
+    rows: tuple[str, str | None] | None = None
 
 
 SANITY_METRICS = (
     SanityMetric("fd_speaker", "FD speaker", ("fd_speaker", "value"), True, "fd_speaker"),
     SanityMetric("kid_speaker", "KID speaker", ("kid_speaker", "value"), True, "fd_speaker"),
-    SanityMetric("spk_cosine", "speaker cosine", ("fd_speaker", "mean_spk_cosine"), False, "fd_speaker"),
+    SanityMetric("spk_cosine", "speaker cosine", ("fd_speaker", "mean_spk_cosine"), False, "fd_speaker",
+                 ("spk_cosine", None)),
     SanityMetric("fd_logmel", "FD log-mel", ("fd_logmel", "value"), True, "fd_logmel"),
     SanityMetric("fd_logmel_inf", "FD_inf log-mel", ("fd_logmel", "vs_n", "fd_inf"), True, "fd_logmel"),
     SanityMetric("kid_logmel", "KID log-mel", ("kid_logmel", "value"), True, "fd_logmel"),
-    SanityMetric("dnsmos_ovrl", "DNSMOS OVRL", ("dnsmos", "generated", "ovrl"), False, "dnsmos"),
-    SanityMetric("wer", "WER (generic)", ("wer", "generated", "wer"), True, "wer"),
-    SanityMetric("cer", "CER (generic)", ("wer", "generated", "cer"), True, "wer"),
-    SanityMetric("wer_domain", "WER (domain)", ("wer_domain", "generated", "wer"), True, "wer_domain"),
-    SanityMetric("cer_domain", "CER (domain)", ("wer_domain", "generated", "cer"), True, "wer_domain"),
-    SanityMetric("wer_espeak", "WER (eSpeak)", ("wer_espeak", "generated", "wer"), True, "wer_espeak"),
-    SanityMetric("cer_espeak", "CER (eSpeak)", ("wer_espeak", "generated", "cer"), True, "wer_espeak"),
-    SanityMetric("mcd", "MCD (dB)", ("mcd", "mean"), True, "mcd"),
+    SanityMetric("dnsmos_ovrl", "DNSMOS OVRL", ("dnsmos", "generated", "ovrl"), False, "dnsmos",
+                 ("dnsmos_ovrl", None)),
+    *(metric
+      for group, name in (("wer", "generic"), ("wer_domain", "domain"), ("wer_espeak", "eSpeak"))
+      for metric in (
+          SanityMetric(group, f"WER ({name})", (group, "generated", "wer"), True, group,
+                       (f"{group}_errors", "wer_ref_words")),
+          SanityMetric(group.replace("wer", "cer"), f"CER ({name})", (group, "generated", "cer"), True, group,
+                       (f"{group}_char_errors", "wer_ref_chars")))),
+    SanityMetric("mcd", "MCD (dB)", ("mcd", "mean"), True, "mcd", ("mcd", None)),
 )
 
 
@@ -65,27 +86,83 @@ def applies(metric: SanityMetric, condition: str) -> bool:
     return condition != "wrong_text" or metric.group in TEXT_OR_PAIR
 
 
-def sanity_table(summaries: dict[str, dict]) -> dict:
-    """summaries: condition -> its quality summary. Returns the JSON-able table: per metric, the value
-    under each condition, whether it ranks the tiers correctly, and the first pair it gets wrong."""
-    out = {"tiers": [list(t) for t in TIERS], "conditions": {}, "metrics": {}}
+def _per_utterance(metric: SanityMetric, rows: list[dict] | None) -> dict[str, tuple[float, float]] | None:
+    """utt_id -> (numerator, denominator) of the metric's value, or None without rows."""
+    if metric.rows is None or not rows:
+        return None
+    numerator, denominator = metric.rows
+    out = {}
+    for row in rows:
+        values = (row.get(numerator), 1.0 if denominator is None else row.get(denominator))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            return None  # the rows do not carry this metric: no paired test
+        out[str(row["utt_id"])] = (float(values[0]), float(values[1]))
+    return out
+
+
+def _ratio(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return values[index, 0].sum(-1) / np.maximum(values[index, 1].sum(-1), 1e-12)
+
+
+def paired_difference(better: dict[str, tuple[float, float]], worse: dict[str, tuple[float, float]],
+                      lower_is_better: bool, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                      level: float = LEVEL) -> tuple[float, tuple[float, float], int] | None:
+    """How much better `better` scores than `worse` (positive: the expected order), over the utterances
+    both have, with the percentile interval of a paired bootstrap over those utterances. Each value is
+    sum(numerator) / sum(denominator) over the (resampled) utterances. None with fewer than 2 utterances."""
+    utts = sorted(set(better) & set(worse))
+    if len(utts) < 2:
+        return None
+    b = np.array([better[u] for u in utts])  # [n, 2]
+    w = np.array([worse[u] for u in utts])
+    sign = 1.0 if lower_is_better else -1.0
+
+    def gap(index: np.ndarray) -> np.ndarray:  # index [S, n] -> [S]
+        return sign * (_ratio(w, index) - _ratio(b, index))
+
+    point = float(gap(np.arange(len(utts))[None])[0])
+    draws = gap(np.random.default_rng(seed).integers(0, len(utts), size=(samples, len(utts))))
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return point, (float(low), float(high)), len(utts)
+
+
+def sanity_table(summaries: dict[str, dict], rows: dict[str, list[dict]] | None = None,
+                 samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """summaries: condition -> its quality summary; rows: condition -> its per-utterance rows (quality.tsv),
+    which give the paired test of the module docstring (without them every pair must be strictly ordered).
+    Returns the JSON-able table: per metric, the value under each condition, whether it ranks the tiers
+    correctly, the pairs it gets wrong (`failures`) and those it cannot separate at this n (`ties`)."""
+    out = {"tiers": [list(t) for t in TIERS], "conditions": {}, "metrics": {},
+           "paired_test": {"samples": samples, "level": LEVEL, "seed": seed, "unit": "test sentences"}}
     for metric in SANITY_METRICS:
         values = {c: _lookup(summaries.get(c), metric.path) for c in CONDITIONS if applies(metric, c)}
         values = {c: v for c, v in values.items() if v is not None}
         if "real" not in values or len(values) < 2:
             continue  # not computed
-        failures = []
+        failures, ties = [], []
         tiers = [[c for c in tier if c in values] for tier in TIERS]
         tiers = [t for t in tiers if t]
         for better, worse in zip(tiers, tiers[1:]):
             for b in better:
                 for w in worse:
                     ok = values[b] < values[w] if metric.lower_is_better else values[b] > values[w]
-                    if not ok:
-                        failures.append(f"{b} {values[b]:.4g} vs {w} {values[w]:.4g}")
+                    if ok:
+                        continue
+                    text = f"{b} {values[b]:.4g} vs {w} {values[w]:.4g}"
+                    per_b, per_w = (_per_utterance(metric, (rows or {}).get(c)) for c in (b, w))
+                    test = None if per_b is None or per_w is None else paired_difference(
+                        per_b, per_w, metric.lower_is_better, samples, seed)
+                    if test is not None and test[1][0] <= 0 <= test[1][1]:
+                        ties.append(f"{text} (difference {test[0]:+.3g}, {LEVEL:.0%} interval "
+                                    f"[{test[1][0]:+.3g}, {test[1][1]:+.3g}] over {test[2]} sentences)")
+                    else:
+                        failures.append(text if test is None else
+                                        f"{text} (difference {test[0]:+.3g}, {LEVEL:.0%} interval "
+                                        f"[{test[1][0]:+.3g}, {test[1][1]:+.3g}])")
         out["metrics"][metric.key] = {
             "label": metric.label, "lower_is_better": metric.lower_is_better, "values": values,
-            "ranks_correctly": not failures, "failures": failures}
+            "ranks_correctly": not failures, "failures": failures, "ties": ties}
     return out
 
 

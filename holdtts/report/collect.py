@@ -26,6 +26,7 @@ import numpy as np
 from holdtts.errors import HoldttsError, InputError
 from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS, read_rows
 from holdtts.privacy.statistics import ScoreTable
+from holdtts.utils.fileio import read_json
 
 # The text encoder and duration predictor are trained on the members too; no diffusion defense covers them.
 TEXT_SIDE_ATTACKS = ("duration", "prior")
@@ -308,20 +309,6 @@ def t_sort_key(t: str) -> float:
 
 
 # --------------------------------------------------------------------------- reading files
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise InputError("not found", path) from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read ({err})", path) from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON ({err.msg})", path, err.lineno) from err
 
 
 def _read_mapping(path: Path) -> dict:

@@ -148,14 +148,22 @@ def quality_sections(summary: dict) -> str:
                f"{sanity.get('n_reference')} other real recordings, vocoder {sanity.get('vocoder')}: real, "
                f"through the vocoder, degraded (white noise at {sanity.get('noise_snr_db')} dB SNR; time "
                f"stretch x{sanity.get('stretch_rate')}), garbage (wrong sentence: text and pair metrics only; "
-               "random mels). Each tier must beat the next; a metric that does not is flagged.")
+               "random mels). Each tier must beat the next; a metric that does not is flagged. A pair in the "
+               "wrong order whose paired bootstrap interval (over the test sentences) contains 0 is a tie: the "
+               "metric cannot separate those two conditions at this sample size, which is not a failure.")
     conditions = [c for c in CONDITIONS if any(c in e["values"] for e in sanity["metrics"].values())]
     out += ["", "| metric | " + " | ".join(conditions) + " | ranks correctly |",
             "|---|" + "---|" * (len(conditions) + 1)]
     for key, entry in sanity["metrics"].items():
         fmt = _pct if key.startswith(("wer", "cer")) else _num
         cells = [fmt(entry["values"].get(c)) if c in entry["values"] else "n/a" for c in conditions]
-        verdict = "yes" if entry["ranks_correctly"] else "**FLAGGED**: " + "; ".join(entry["failures"][:2])
+        ties = entry.get("ties") or []
+        if not entry["ranks_correctly"]:
+            verdict = "**FLAGGED**: " + "; ".join(entry["failures"][:2])
+        elif ties:
+            verdict = "yes, with ties (not separated at this n): " + "; ".join(ties[:2])
+        else:
+            verdict = "yes"
         out.append(f"| {entry['label']} | " + " | ".join(cells) + f" | {verdict} |")
     if flagged:
         out += ["", f"Flagged (do not read these as quality rankings here): {', '.join(sorted(flagged))}."]

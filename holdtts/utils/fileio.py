@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from holdtts.errors import HoldttsError
+from holdtts.errors import HoldttsError, InputError
 
 # The temporary files of atomic_path: ".<name>.<8 random characters of mkstemp>.tmp[<suffix>]". A kill
 # between their creation and the rename leaves one behind; `sweep_temp_files` recognises them by this name.
@@ -97,6 +97,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def read_json(path: str | os.PathLike):
+    """A JSON file's value; a missing, unreadable or invalid file is an InputError naming it (and the line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise InputError("not found", path) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read ({err})", path) from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"invalid JSON ({err.msg})", path, err.lineno) from err
 
 
 def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:
