@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import tempfile
 import time
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads while training")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    # the build's per-epoch loss and held-out CER (espeak_train logs them): a full build takes half an hour
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     smoke = {} if args.full else {"num_utts": 200, "epochs": 2}
     cfg = espeak_train.scaled(espeak_train.TrainConfig(), **smoke)
