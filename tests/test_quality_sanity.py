@@ -176,3 +176,22 @@ def test_the_table_recomputes_from_the_files_a_reference_run_leaves(tmp_path):
         write_summary_json(folder / "quality.json", _summary(rows[condition]))
     assert sanity_from_dir(tmp_path) == sanity.sanity_table({c: _summary(r) for c, r in rows.items()}, rows)
     assert sanity_from_dir(tmp_path)["metrics"]["wer_espeak"]["ties"]
+
+
+def test_reference_only_writes_each_condition_and_a_table_that_recomputes(mini_recipe, tmp_path):
+    """`holdtts evaluate --reference-only` end to end on a mini corpus (cheap metrics, Griffin-Lim): every
+    condition's quality.json and quality.tsv land where condition_dirs says, and sanity.json recomputes from
+    them."""
+    from holdtts.quality.reference import condition_dirs, evaluate_reference, sanity_from_dir
+    from holdtts.utils.fileio import read_json
+    from holdtts.vocoder import GriffinLimVocoder
+
+    out = tmp_path / "reference"
+    result = evaluate_reference(GriffinLimVocoder(), mini_recipe / "data", mini_recipe / "dump", out,
+                                metrics=("fd_logmel", "mcd"), max_utts=3)
+    for condition, folder in condition_dirs(out).items():
+        assert (folder / "quality.json").is_file() and (folder / "quality.tsv").is_file(), condition
+    assert result["real"]["n_utterances"] == 3 and result["real"]["mcd"]["mean"] == 0.0
+    written = read_json(out / "sanity.json")
+    assert written["n_test"] == 3 and set(written["metrics"]) >= {"fd_logmel", "kid_logmel", "mcd"}
+    assert sanity_from_dir(out)["metrics"] == written["metrics"]

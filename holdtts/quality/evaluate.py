@@ -295,16 +295,8 @@ def write_rows_tsv(path: str | os.PathLike, rows: Sequence[Mapping], overwrite: 
             f.write("\t".join(_tsv_field(row.get(column)) for column in columns) + "\n")
 
 
-def read_rows_tsv(path: str | os.PathLike) -> list[dict]:
-    """write_rows_tsv's table back as rows: numbers as floats, empty cells as None, the rest as text."""
-    def parse(cell: str):
-        if cell == "":
-            return None
-        try:
-            return float(cell)
-        except ValueError:
-            return cell
-
+def read_rows_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """write_rows_tsv's table back as rows of raw text (a hypothesis may read "nan": parse where used)."""
     with open(path, encoding="utf-8", newline="") as f:
         lines = f.read().splitlines()
     if not lines or "utt_id" not in lines[0].split("\t"):
@@ -315,7 +307,7 @@ def read_rows_tsv(path: str | os.PathLike) -> list[dict]:
         cells = line.split("\t")
         if len(cells) != len(header):
             raise InputError(f"expected {len(header)} tab-separated fields, got {len(cells)}", path, line_number)
-        rows.append({key: (cell if key == "utt_id" else parse(cell)) for key, cell in zip(header, cells)})
+        rows.append(dict(zip(header, cells)))
     return rows
 
 

@@ -73,16 +73,14 @@ def _write_wavs(wavs: dict[str, np.ndarray], out_dir: Path, sample_rate: int) ->
     return paths
 
 
-def _score(out_dir: Path, pairs, texts, reference_set, metrics, device, cache_dir, extra: dict,
-           rows_by_condition: dict | None = None) -> dict:
+def _score(out_dir: Path, pairs, texts, reference_set, metrics, device, cache_dir,
+           extra: dict) -> tuple[list[dict], dict]:
     rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir,
                                    reference_set=reference_set)
     summary.update(extra)
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
     write_summary_json(out_dir / "quality.json", summary, overwrite=True)
-    if rows_by_condition is not None:  # the sanity table's paired test reads them
-        rows_by_condition[extra["row"].removeprefix("sanity: ")] = rows
-    return summary
+    return rows, summary
 
 
 def condition_dirs(out_dir: str | Path) -> dict[str, Path]:
@@ -123,30 +121,32 @@ def evaluate_reference(vocoder, data_dir: str | Path, dump_dir: str | Path, out_
     common = {"split": split, "vocoder": vocoder_name, "test_utterances": set_a, "reference_utterances": set_b,
               "model": None, "decoder_rtf": None}
 
-    rows: dict[str, list[dict]] = {}
-    summaries = {"real": _score(ensure_dir(out_dir / "real"), {u: (real_a[u], real_a[u]) for u in set_a}, texts,
-                                real_b, metrics, device, cache_dir,
-                                {**common, "reference": "real recordings; set-level metrics against other "
-                                 "real non-member recordings", "row": "real"}, rows)}
-    vocoded = vocode_mels(mels_a, vocoder, out_dir / "vocoded" / "wavs", sample_rate)
-    summaries["vocoded"] = _score(out_dir / "vocoded", {u: (vocoded[u], real_a[u]) for u in set_a}, texts, real_b,
-                                  metrics, device, cache_dir,
-                                  {**common, "reference": "real recordings through the vocoder; set-level metrics "
-                                   "against other real non-member recordings", "row": "vocoded"}, rows)
+    folders = condition_dirs(out_dir)
+    rows: dict[str, list[dict]] = {}  # condition -> per-utterance rows: the sanity table's paired test
+    summaries: dict[str, dict] = {}
+
+    def score(condition: str, pairs, extra: dict) -> None:
+        rows[condition], summaries[condition] = _score(ensure_dir(folders[condition]), pairs, texts, real_b,
+                                                       metrics, device, cache_dir, {**common, **extra})
+
+    score("real", {u: (real_a[u], real_a[u]) for u in set_a},
+          {"reference": "real recordings; set-level metrics against other real non-member recordings", "row": "real"})
+    vocoded = vocode_mels(mels_a, vocoder, folders["vocoded"] / "wavs", sample_rate)
+    score("vocoded", {u: (vocoded[u], real_a[u]) for u in set_a},
+          {"reference": "real recordings through the vocoder; set-level metrics against other real non-member "
+           "recordings", "row": "vocoded"})
     result = {"real": summaries["real"], "vocoded": summaries["vocoded"]}
     table = None
     if with_sanity:
-        conditions = dict(summaries)
-        root = out_dir / "sanity"  # condition_dirs
         audio = {u: load_audio(real_a[u]) for u in set_a}
         noisy = _write_wavs({u: sanity.add_noise(w, seed=i) for i, (u, (w, _)) in enumerate(audio.items())},
-                            root / "noisy" / "wavs", audio[set_a[0]][1])
+                            folders["noisy"] / "wavs", audio[set_a[0]][1])
         stretched = _write_wavs({u: sanity.time_stretch(w) for u, (w, _) in audio.items()},
-                                root / "stretched" / "wavs", audio[set_a[0]][1])
+                                folders["stretched"] / "wavs", audio[set_a[0]][1])
         low = min(float(m.min()) for m in mels_a.values())
         high = max(float(m.max()) for m in mels_a.values())
         random = vocode_mels({u: sanity.random_mel(m, low, high, seed=i) for i, (u, m) in enumerate(mels_a.items())},
-                             vocoder, root / "random_mels" / "wavs", sample_rate)
+                             vocoder, folders["random_mels"] / "wavs", sample_rate)
         rotated = {u: set_a[(i + 1) % len(set_a)] for i, u in enumerate(set_a)}
         variants = {
             "noisy": {u: (noisy[u], real_a[u]) for u in set_a},
@@ -156,9 +156,8 @@ def evaluate_reference(vocoder, data_dir: str | Path, dump_dir: str | Path, out_
             "wrong_text": {u: (real_a[rotated[u]], real_a[u]) for u in set_a},
         }
         for name, pairs in variants.items():
-            conditions[name] = _score(ensure_dir(root / name), pairs, texts, real_b, metrics, device, cache_dir,
-                                      {**common, "row": f"sanity: {name}"}, rows)
-        table = sanity.sanity_table(conditions, rows)
+            score(name, pairs, {"row": f"sanity: {name}"})
+        table = sanity.sanity_table(summaries, rows)
         table.update({"n_test": len(set_a), "n_reference": len(set_b), "vocoder": vocoder_name,
                       "noise_snr_db": sanity.NOISE_SNR_DB, "stretch_rate": sanity.STRETCH_RATE,
                       "flagged": sanity.flagged(table)})

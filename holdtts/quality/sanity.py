@@ -87,17 +87,29 @@ def applies(metric: SanityMetric, condition: str) -> bool:
 
 
 def _per_utterance(metric: SanityMetric, rows: list[dict] | None) -> dict[str, tuple[float, float]] | None:
-    """utt_id -> (numerator, denominator) of the metric's value, or None without rows."""
+    """utt_id -> (numerator, denominator) of the metric's value, or None without rows (numbers or their
+    text, as read back from quality.tsv)."""
     if metric.rows is None or not rows:
         return None
     numerator, denominator = metric.rows
     out = {}
     for row in rows:
-        values = (row.get(numerator), 1.0 if denominator is None else row.get(denominator))
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        values = (_number(row.get(numerator)), 1.0 if denominator is None else _number(row.get(denominator)))
+        if None in values:
             return None  # the rows do not carry this metric: no paired test
-        out[str(row["utt_id"])] = (float(values[0]), float(values[1]))
+        out[str(row["utt_id"])] = values
     return out
+
+
+def _number(value) -> float | None:
+    """A finite number from a row as evaluate_pairs returns it or as quality.tsv holds it (text), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _ratio(values: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from holdtts.errors import HoldttsError, InputError
 from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS, read_rows
 from holdtts.privacy.statistics import ScoreTable
+from holdtts.quality.evaluate import read_rows_tsv
 from holdtts.utils.fileio import read_json
 
 # The text encoder and duration predictor are trained on the members too; no diffusion defense covers them.
@@ -489,17 +490,7 @@ def read_scores(path: Path, wanted: set[tuple[str, str]]) -> dict[tuple[str, str
 
 def read_quality_rows(path: Path) -> dict[str, dict[str, str]]:
     """quality.tsv (holdtts.quality.evaluate.write_rows_tsv) as utt_id -> column -> raw text."""
-    rows: dict[str, dict[str, str]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or "utt_id" not in header:
-            raise InputError("a quality table needs a header with 'utt_id'", path, 1)
-        for line_number, row in enumerate(reader, 2):
-            if len(row) != len(header):
-                raise InputError(f"expected {len(header)} tab-separated fields, got {len(row)}", path, line_number)
-            rows[row[header.index("utt_id")]] = dict(zip(header, row))
-    return rows
+    return {row["utt_id"]: row for row in read_rows_tsv(path)}
 
 
 def quality_column(rows: dict[str, dict[str, str]], column: str, path: Path) -> dict[str, float] | None:
