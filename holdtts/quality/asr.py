@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import HoldttsError
+from holdtts.quality import bootstrap
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample, to_int16_pcm
 
 _NON_WORD = re.compile(r"[^a-z0-9']+")
@@ -230,7 +231,8 @@ def word_errors(reference_text: str, hypothesis_text: str) -> WordErrors:
 
 def corpus_wer(items: Iterable[WordErrors]) -> dict:
     """Corpus WER = total errors / total reference words (CER likewise over characters), with the counts
-    they come from."""
+    they come from and a percentile bootstrap interval over utterances for each (quality.bootstrap;
+    null below 2 utterances)."""
     items = list(items)
     if not items:
         raise ValueError("no utterances to score")
@@ -242,4 +244,8 @@ def corpus_wer(items: Iterable[WordErrors]) -> dict:
             "cer": char_errors / chars, "char_errors": char_errors, "chars": chars,
             "substitutions": sum(item.substitutions for item in items),
             "deletions": sum(item.deletions for item in items),
-            "insertions": sum(item.insertions for item in items)}
+            "insertions": sum(item.insertions for item in items),
+            "wer_interval": bootstrap.interval([(item.errors, item.reference_words) for item in items]),
+            "cer_interval": bootstrap.interval([(item.char_errors, item.reference_chars) for item in items]),
+            "interval": {"level": bootstrap.LEVEL, "samples": bootstrap.SAMPLES, "seed": bootstrap.SEED,
+                         "unit": "utterances"}}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import HoldttsError, InputError
-from holdtts.quality import asr, dnsmos, frechet, kid, mcd
+from holdtts.quality import asr, bootstrap, dnsmos, frechet, kid, mcd
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, Clip, log_mel
 from holdtts.utils.fileio import atomic_open, refuse_overwrite, write_json_atomic
 
@@ -309,6 +309,18 @@ def read_rows_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
             raise InputError(f"expected {len(header)} tab-separated fields, got {len(cells)}", path, line_number)
         rows.append(dict(zip(header, cells)))
     return rows
+
+
+def error_rate_intervals(rows: Sequence[Mapping], metric: str, side: str = "generated") -> dict:
+    """The WER and CER intervals that corpus_wer put in the summary, recomputed from the per-utterance rows
+    (as evaluate_pairs returns them or read_rows_tsv reads them back). metric: wer, wer_domain or
+    wer_espeak; side: generated or reference."""
+    prefix = metric if side == "generated" else f"ref_{metric}"
+    numbers = [{key: float(row[key]) for key in (f"{prefix}_errors", f"{prefix}_char_errors", "wer_ref_words",
+                                               "wer_ref_chars")} for row in rows]
+    return {"wer_interval": bootstrap.interval([(n[f"{prefix}_errors"], n["wer_ref_words"]) for n in numbers]),
+            "cer_interval": bootstrap.interval([(n[f"{prefix}_char_errors"], n["wer_ref_chars"])
+                                                for n in numbers])}
 
 
 def _jsonable(value):

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from holdtts.quality import bootstrap
+
 NOISE_SNR_DB = 5.0
 STRETCH_RATE = 1.3  # faster speech: 30% shorter
 TIERS = (("real",), ("vocoded",), ("noisy", "stretched"), ("wrong_text", "random_mels"))
@@ -37,8 +39,8 @@ CONDITIONS = tuple(c for tier in TIERS for c in tier)
 TEXT_OR_PAIR = ("wer", "wer_domain", "wer_espeak", "mcd")  # the metric groups wrong_text applies to
 
 
-BOOTSTRAP_SAMPLES = 2000
-LEVEL = 0.95
+BOOTSTRAP_SAMPLES = bootstrap.SAMPLES
+LEVEL = bootstrap.LEVEL
 
 
 @dataclass(frozen=True)
@@ -112,31 +114,15 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _ratio(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return values[index, 0].sum(-1) / np.maximum(values[index, 1].sum(-1), 1e-12)
-
-
 def paired_difference(better: dict[str, tuple[float, float]], worse: dict[str, tuple[float, float]],
                       lower_is_better: bool, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
                       level: float = LEVEL) -> tuple[float, tuple[float, float], int] | None:
     """How much better `better` scores than `worse` (positive: the expected order), over the utterances
-    both have, with the percentile interval of a paired bootstrap over those utterances. Each value is
-    sum(numerator) / sum(denominator) over the (resampled) utterances. None with fewer than 2 utterances."""
-    utts = sorted(set(better) & set(worse))
-    if len(utts) < 2:
-        return None
-    b = np.array([better[u] for u in utts])  # [n, 2]
-    w = np.array([worse[u] for u in utts])
-    sign = 1.0 if lower_is_better else -1.0
-
-    def gap(index: np.ndarray) -> np.ndarray:  # index [S, n] -> [S]
-        return sign * (_ratio(w, index) - _ratio(b, index))
-
-    point = float(gap(np.arange(len(utts))[None])[0])
-    draws = gap(np.random.default_rng(seed).integers(0, len(utts), size=(samples, len(utts))))
-    alpha = (1 - level) / 2
-    low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return point, (float(low), float(high)), len(utts)
+    both have, with the interval of a paired bootstrap over those utterances (quality.bootstrap). None
+    with fewer than 2 shared utterances."""
+    first, second = (worse, better) if lower_is_better else (better, worse)
+    test = bootstrap.paired_difference(first, second, samples, seed, level)
+    return None if test is None else (test["difference"], tuple(test["ci"]), test["n"])
 
 
 def sanity_table(summaries: dict[str, dict], rows: dict[str, list[dict]] | None = None,

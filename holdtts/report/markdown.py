@@ -11,9 +11,8 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from holdtts.privacy.metrics import FPR_TARGETS, METRICS, NO_T
+from holdtts.quality.bootstrap import paired_difference
 from holdtts.report.collect import (
     QUALITY_METRICS,
     TEXT_SIDE_ATTACKS,
@@ -57,35 +56,6 @@ def entry_record(entry: AttackEntry | None) -> dict | None:
     return {"attack": entry.attack, "source": entry.source, "t": entry.t, **entry.values}
 
 
-def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float, ...]],
-                      samples: int = PAIRED_SAMPLES, seed: int = PAIRED_SEED) -> dict | None:
-    """statistic(a) - statistic(b) over the utterances both systems were scored on, with a percentile
-    bootstrap 95% interval that resamples utterances (paired: the same sentences on both sides).
-
-    Each utterance holds one value (the statistic is the mean) or a (numerator, denominator) pair (the
-    statistic is a ratio of sums, as corpus WER is). None when fewer than 2 utterances are shared."""
-    utts = sorted(set(a) & set(b))
-    if len(utts) < 2:
-        return None
-    x = np.array([a[u] for u in utts], dtype=np.float64)
-    y = np.array([b[u] for u in utts], dtype=np.float64)
-
-    def statistic(values: np.ndarray) -> np.ndarray:  # [..., n, k] -> [...]
-        if values.shape[-1] == 1:
-            return values[..., 0].mean(axis=-1)
-        return values[..., 0].sum(axis=-1) / values[..., 1].sum(axis=-1)
-
-    idx = np.random.default_rng(seed).integers(0, len(utts), size=(samples, len(utts)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        differences = statistic(x[idx]) - statistic(y[idx])
-    differences = differences[np.isfinite(differences)]
-    if differences.size == 0:
-        return None
-    return {"difference": float(statistic(x) - statistic(y)),
-            "ci": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
-            "n": len(utts), "samples": samples, "seed": seed}
-
-
 def _per_utterance(record: SystemRecord) -> dict[str, dict[str, tuple[float, ...]]]:
     """metric -> utt -> the values behind it, from quality.tsv."""
     if record.quality_rows_path is None:
@@ -114,7 +84,7 @@ def quality_comparison(record: SystemRecord, reference: SystemRecord,
                 "lower_is_better": metric.lower_is_better, "paired": None}
         a, b = per_utt.get(record.name, {}).get(metric.key), per_utt.get(reference.name, {}).get(metric.key)
         if a is not None and b is not None:
-            item["paired"] = paired_difference(a, b)
+            item["paired"] = paired_difference(a, b, samples=PAIRED_SAMPLES, seed=PAIRED_SEED)
         out.append(item)
     rtf, base_rtf = (record.quality or {}).get("decoder_rtf"), (reference.quality or {}).get("decoder_rtf")
     if rtf is not None and base_rtf is not None:

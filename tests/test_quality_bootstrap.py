@@ -1,0 +1,57 @@
+"""The utterance bootstrap behind every quality interval: closed forms, ratio of sums, recomputation."""
+import numpy as np
+import pytest
+
+from holdtts.quality import asr, bootstrap
+from holdtts.quality.evaluate import error_rate_intervals
+
+
+def test_paired_difference_closed_forms():
+    a = {f"u{i}": (float(i),) for i in range(10)}
+    shifted = {u: (v[0] + 2.0,) for u, v in a.items()}
+    result = bootstrap.paired_difference(shifted, a)
+    assert result["difference"] == pytest.approx(2.0) and result["ci"] == pytest.approx([2.0, 2.0])
+    assert result["n"] == 10
+    # a ratio of sums (corpus WER), not a mean of ratios: (1 + 9) / (10 + 10) vs 0
+    wer = bootstrap.paired_difference({"a": (1.0, 10.0), "b": (9.0, 10.0)}, {"a": (0.0, 10.0), "b": (0.0, 10.0)})
+    assert wer["difference"] == pytest.approx(0.5)
+    assert 0.1 - 1e-12 <= wer["ci"][0] <= wer["ci"][1] <= 0.9 + 1e-12
+    # noise: the interval covers the true difference 0 and is not degenerate
+    rng = np.random.default_rng(0)
+    x = {f"u{i}": (float(v),) for i, v in enumerate(rng.normal(size=200))}
+    y = {f"u{i}": (float(v),) for i, v in enumerate(rng.normal(size=200))}
+    low, high = bootstrap.paired_difference(x, y)["ci"]
+    assert low < 0 < high
+    assert bootstrap.paired_difference({"a": (1.0,)}, {"b": (1.0,)}) is None  # nothing shared
+
+
+def test_interval_of_a_mean_and_of_a_ratio_of_sums():
+    assert bootstrap.interval([3.0] * 5) == pytest.approx([3.0, 3.0])
+    assert bootstrap.interval([1.0]) is None
+    # the ratio-of-sums statistic: a long sentence with no errors weighs more than a short wrong one
+    values = np.array([(0.0, 99.0), (1.0, 1.0)])
+    assert bootstrap.statistic(values) == pytest.approx(0.01)  # the mean of ratios would be 0.5
+    assert bootstrap.interval(values) == [0.0, 1.0]  # the draws: 0/198, 1/100 (half of them) and 2/2
+    # a normal mean: the 95% interval is about mean +- 1.96 sigma / sqrt(n)
+    values = np.random.default_rng(1).normal(10.0, 2.0, size=400)
+    low, high = bootstrap.interval(values)
+    half = 1.96 * values.std() / np.sqrt(len(values))
+    assert low == pytest.approx(values.mean() - half, abs=0.05)
+    assert high == pytest.approx(values.mean() + half, abs=0.05)
+
+
+def test_corpus_wer_interval_recomputes_from_rows():
+    pairs = [("the cat sat on the mat", "the cat sat on a mat"), ("open the door", "open the door"),
+             ("yes", "no"), ("one two three four", "one two three")]
+    items = [asr.word_errors(r, h) for r, h in pairs]
+    corpus = asr.corpus_wer(items)
+    low, high = corpus["wer_interval"]
+    assert 0.0 <= low <= corpus["wer"] <= high <= 1.0 and low < high
+    assert corpus["interval"] == {"level": 0.95, "samples": bootstrap.SAMPLES, "seed": bootstrap.SEED,
+                                  "unit": "utterances"}
+    # the rows evaluate writes (as text, as quality.tsv reads back) give the same intervals
+    rows = [{"wer_espeak_errors": str(i.errors), "wer_espeak_char_errors": str(i.char_errors),
+             "wer_ref_words": str(i.reference_words), "wer_ref_chars": str(i.reference_chars)} for i in items]
+    assert error_rate_intervals(rows, "wer_espeak") == {"wer_interval": corpus["wer_interval"],
+                                                        "cer_interval": corpus["cer_interval"]}
+    assert asr.corpus_wer(items[:1])["wer_interval"] is None
