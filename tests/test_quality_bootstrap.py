@@ -55,3 +55,22 @@ def test_corpus_wer_interval_recomputes_from_rows():
     assert error_rate_intervals(rows, "wer_espeak") == {"wer_interval": corpus["wer_interval"],
                                                         "cer_interval": corpus["cer_interval"]}
     assert asr.corpus_wer(items[:1])["wer_interval"] is None
+
+
+def test_the_report_states_each_wer_interval_beside_its_sample_size():
+    from holdtts.report.quality_tables import quality_sections, quality_summary
+
+    items = [asr.word_errors("the cat sat on the mat", "the cat sat on a mat"), asr.word_errors("yes", "yes")]
+    quality = {"n_utterances": 2, "wer_espeak": {"generated": asr.corpus_wer(items)}}
+
+    class Record:
+        name, quality = "vp", None
+
+    Record.quality = quality
+    text = quality_sections(quality_summary([Record()]))
+    low, high = quality["wer_espeak"]["generated"]["wer_interval"]
+    assert "WER 2 utterances, 7 words" in text
+    assert f"WER esp [{100 * low:.1f}%, {100 * high:.1f}%]" in text
+    # a quality.json from before the intervals: sizes only, no interval claimed
+    del quality["wer_espeak"]["generated"]["wer_interval"]
+    assert "WER esp [" not in quality_sections(quality_summary([Record()]))

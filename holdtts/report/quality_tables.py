@@ -51,6 +51,7 @@ def _metric_values(quality: dict) -> dict:
         entry = (quality.get(name) or {}).get("generated")
         if isinstance(entry, dict):
             out[f"{name}_n"] = [entry.get("utterances"), entry.get("words"), entry.get("chars")]
+            out[f"{name}_interval"] = entry.get("wer_interval")  # absent in quality.json written before them
     if isinstance(quality.get("mcd"), dict):
         out["mcd_n"] = quality["mcd"].get("n")
     out["n_utterances"] = quality.get("n_utterances")
@@ -112,6 +113,12 @@ def _sizes(numbers: dict) -> str:
     n = numbers.get("wer_espeak_n") or numbers.get("wer_domain_n") or numbers.get("wer_n")
     if n:
         parts.append(f"WER {n[0]} utterances, {n[1]} words, {n[2]} characters")
+    for name, label in (("wer_espeak", "WER esp"), ("wer_domain", "WER dom"), ("wer", "WER gen")):
+        interval = numbers.get(f"{name}_interval")
+        if interval:
+            parts.append(f"{label} [{_pct(interval[0])}, {_pct(interval[1])}]")
+    if any(numbers.get(f"{name}_interval") for name in ("wer_espeak", "wer_domain", "wer")):
+        parts.append("WER intervals: 95% bootstrap over utterances")
     return "; ".join(parts)
 
 
