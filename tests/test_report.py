@@ -403,6 +403,39 @@ def test_command(tmp_path):
 
 
 
+def test_preregistered_cells_are_read_on_every_utterance(tmp_path):
+    from holdtts.commands.report import command
+    from holdtts.privacy.statistics import auroc
+
+    exp = make_exp(tmp_path)
+    cells = tmp_path / "preregistered.json"
+    cells.write_text(json.dumps({"cells": {"decoder": {"attack": "loss", "t": "0.8", "direction": "as defined"},
+                                           "text": {"attack": "prior", "t": "-", "direction": "as defined"}}}))
+    result = write_report(exp, tmp_path / "out", data_dir=tmp_path / "data", preregistered=cells)
+    entry = {(c["system"], c["baseline"]): c for c in result.summary["comparisons"]}
+    decoder = entry["hold3", "vp"]["preregistered"]["decoder"]["result"]
+    # every member and non-member, not half of them
+    assert (decoder["num_members_test"], decoder["num_nonmembers_test"]) == (N_MEMBERS, N_NONMEMBERS)
+    rows = make_rows(SHIFTS["vp"]["attack"], seed=1)
+    loss = [r for r in rows if r["attack"] == "loss" and r["t"] == "0.8"]
+    expected = auroc(np.array([r["score"] for r in loss]), np.array([r["member"] for r in loss]))
+    assert decoder["baseline"]["mean_auroc"] == pytest.approx(float(expected))
+    assert decoder["ci"][1] < 0  # the fixture's hold3 loss at t 0.8 leaks far less than vp's
+    # dualmd's teacher directory has loss at t 0.8 but no text-side rows: said, not guessed
+    assert entry["dualmd", "vp"]["preregistered"]["decoder"]["result"] is not None
+    assert "not attacked with prior" in entry["dualmd", "vp"]["preregistered"]["text"]["why"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "### At the pre-registered cells" in markdown and "decoder attacks: loss t=0.8" in markdown
+    assert result.summary["preregistered"]["cells"] == {"decoder": "loss t=0.8", "text": "prior"}
+    # without the option nothing changes; a malformed file names itself
+    assert "preregistered" not in write_report(exp, tmp_path / "plain").summary["comparisons"][0]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cells": {"decoder": {"attack": "loss", "t": "0.8", "direction": "sideways"}}}))
+    out = CliRunner().invoke(command, ["--exp-dir", str(exp), "--out-dir", str(tmp_path / "x"),
+                                       "--preregistered", str(bad)])
+    assert isinstance(out.exception, HoldttsError) and "bad.json" in str(out.exception)
+
+
 def test_attack_dir_without_rows_and_system_without_attacks(tmp_path):
     exp = tmp_path / "exp"
     write_attack_dir(exp / "vp" / "attack", {"pia": {"0.3": 1.0}}, seed=1)

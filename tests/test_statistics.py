@@ -10,6 +10,7 @@ from holdtts.privacy.metrics import compute_metrics
 from holdtts.privacy.simulate import simulated_rows
 from holdtts.privacy.statistics import (
     Cell,
+    FixedCell,
     ScoreTable,
     auroc,
     calibration_mask,
@@ -133,6 +134,33 @@ def test_paired_comparison_finds_a_lower_system_and_not_a_copy():
     # restricted to one family; a family a system lacks gives no comparison
     assert compare(safe, base, samples=100, attacks=["duration", "prior"]) is not None
     assert compare(safe, base, samples=100, attacks=["pia_mc"]) is None
+
+
+def test_a_preregistered_cell_is_read_on_every_utterance_without_a_pick():
+    base = [ScoreTable.from_rows(simulated_rows(np.random.default_rng(s), members=8, nonmembers=64, signal=3.0))
+            for s in range(3)]
+    safe = [ScoreTable.from_rows(simulated_rows(np.random.default_rng(10 + s), members=8, nonmembers=64))
+            for s in range(3)]
+    t = base[0].cells[[c.attack for c in base[0].cells].index("pia")].t
+    cell = FixedCell("pia", t)
+    out = compare(safe, base, samples=500, seed=0, cell=cell)
+    # all 8 members count (the held-out comparison keeps 4 for the test half)
+    assert (out["num_members_test"], out["num_nonmembers_test"]) == (8, 64) and out["split_seed"] is None
+    assert out["preregistered_cell"] == f"pia t={t}"
+    # the baseline's mean AUROC is exactly that cell's AUROC on all utterances, seed by seed
+    index = [c.t for c in base[0].cells if c.attack == "pia"].index(t)
+    expected = [float(auroc(b.restrict(attacks=["pia"]).scores[index], b.labels)) for b in base]
+    assert out["baseline"]["mean_auroc"] == pytest.approx(np.mean(expected))
+    assert {p["attack"] for p in out["baseline"]["per_seed"]} == {"pia"}
+    assert out["difference"] < -0.2 and out["ci"][1] < 0 and out["p_value"] < 0.01
+    # reversed reads 1 - AUROC; "0.10" finds the cell "0.1"; a cell a table lacks gives no comparison
+    flipped = compare(safe, base, samples=100, cell=FixedCell("pia", t, -1))
+    assert flipped["baseline"]["mean_auroc"] == pytest.approx(1 - np.mean(expected))
+    assert compare(safe, base, samples=100, cell=FixedCell("pia", f"{float(t):.2f}")) is not None
+    assert compare(safe, base, samples=100, cell=FixedCell("pia_mc", t)) is None
+    assert FixedCell.from_dict({"attack": "loss", "t": "0.8", "direction": "reversed"}) == FixedCell("loss", "0.8", -1)
+    with pytest.raises(ValueError, match="direction"):
+        FixedCell.from_dict({"attack": "loss", "t": "0.8", "direction": "up"})
 
 
 def test_paired_comparison_uses_only_shared_utterances():

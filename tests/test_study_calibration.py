@@ -82,3 +82,51 @@ def test_replication_table_lists_each_seed(tmp_path):
     (tmp_path / "calibration.tsv").write_text("\n".join(lines) + "\n")
     text = study_calibration.replication_table(tmp_path, _grid(("a", None), ("a_s2", "a"), ("a_s3", "a")))
     assert "| a | 500 | 3 | first run: 0.900 (0.001); s2: 0.900 (0.07); s3: 0.900 (0.002) | False |" in text
+
+
+def test_consensus_cell_averages_the_calibration_seeds():
+    import numpy as np
+
+    from holdtts.privacy.simulate import simulated_rows
+    from holdtts.privacy.statistics import ScoreTable, consensus_cell
+
+    # pia leaks in every seed; a cell that is strong in one seed by chance must not win on the average
+    tables = [ScoreTable.from_rows(simulated_rows(np.random.default_rng(s), members=8, nonmembers=64, signal=2.0))
+              for s in range(3)]
+    cell, evidence = consensus_cell(tables)
+    assert cell.attack == "pia" and cell.direction == 1 and evidence["tables"] == 3
+    assert evidence["mean_auroc"] == np.mean(evidence["per_table_auroc"]) > 0.8
+    # a family without the leaking attack gets its own cell; a signal below 0.5 is read reversed
+    reversed_tables = [ScoreTable.from_rows(simulated_rows(np.random.default_rng(s), members=8, nonmembers=64,
+                                                           signal=-2.0, leaking=("prior",))) for s in range(3)]
+    text, _ = consensus_cell(reversed_tables, ["duration", "prior"])
+    assert (text.attack, text.t, text.direction) == ("prior", "-", -1)
+
+
+def test_preregister_writes_once_from_the_frozen_runs(tmp_path):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from holdtts.privacy.metrics import write_rows
+    from holdtts.privacy.simulate import simulated_rows
+
+    evidence = []
+    for seed, name in enumerate(("m8", "m8_seed2", "m8_seed3")):
+        folder = tmp_path / "calibration" / name / "step-1000"
+        folder.mkdir(parents=True)
+        write_rows(folder / "rows.tsv", simulated_rows(np.random.default_rng(seed), members=8, nonmembers=64,
+                                                       signal=2.0, leaking=("loss", "prior")))
+        evidence.append({"setting": name, "step": 1000})
+    (tmp_path / "frozen.json").write_text(json.dumps({"setting": "m8", "epochs": 1000, "evidence": evidence}))
+    out = study_calibration.preregister(tmp_path)
+    assert out["cells"]["decoder"]["attack"] == "loss" and out["cells"]["text"]["attack"] == "prior"
+    assert out["calibration_rows"][0] == "calibration/m8/step-1000/rows.tsv"
+    saved = json.loads((tmp_path / "preregistered.json").read_text())
+    assert saved["cells"] == out["cells"]
+    assert study_calibration.preregister(tmp_path)["cells"] == out["cells"]  # the same pick: unchanged
+    saved["cells"]["decoder"]["t"] = "0.95"
+    (tmp_path / "preregistered.json").write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match="never replaced"):
+        study_calibration.preregister(tmp_path)

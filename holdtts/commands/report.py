@@ -16,7 +16,11 @@ import click
 @click.option("--out-dir", default=None, type=click.Path(file_okay=False),
               help="Where to write the report  [default: EXP_DIR/report]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
-def command(exp_dir, systems, data_dir, out_dir, overwrite):
+@click.option("--preregistered", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON of one attack cell per family, fixed before the models were attacked "
+                   '({"cells": {"decoder": {"attack": "loss", "t": "0.8", "direction": "as defined"}}}): '
+                   "adds the comparisons read at those cells on every shared utterance.")
+def command(exp_dir, systems, data_dir, out_dir, overwrite, preregistered):
     """Collect every system's attack results (attack/ and attack_<label>/ directories), quality results
     (evaluate/), training facts and DP guarantee into one report. Writes, in OUT_DIR:
 
@@ -42,7 +46,7 @@ def command(exp_dir, systems, data_dir, out_dir, overwrite):
         names = [s.strip() for s in systems.split(",") if s.strip()]
         if not names:
             raise click.BadParameter("no system named", param_hint="--systems")
-    result = write_report(exp_dir, out_dir, names, data_dir, overwrite)
+    result = write_report(exp_dir, out_dir, names, data_dir, overwrite, preregistered)
     click.echo(f"{result.out_dir / 'report.md'}: {len(result.records)} system(s), "
                f"{len(result.summary['figures'])} figure(s)")
     for line in result.summary["findings"][:2]:

@@ -250,6 +250,63 @@ class Choice:
     calibration_auroc: float  # oriented AUROC on the calibration half
 
 
+@dataclass(frozen=True)
+class FixedCell:
+    """A cell chosen before the models it scores were attacked (pre-registered): no calibration half is
+    spent on choosing it, so every shared utterance counts."""
+
+    attack: str
+    t: str
+    direction: int = 1  # +1 as the attack defines it, -1 reversed
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> FixedCell:
+        direction = entry.get("direction", "as defined")
+        if direction not in ("as defined", "reversed"):
+            raise ValueError(f"a cell's direction is 'as defined' or 'reversed', got {direction!r}")
+        return cls(str(entry["attack"]), str(entry["t"]), 1 if direction == "as defined" else -1)
+
+    def label(self) -> str:
+        t = "" if self.t == NO_T else f" t={self.t}"
+        return f"{self.attack}{t}" + ("" if self.direction > 0 else " (reversed)")
+
+
+def fixed_choice(table: ScoreTable, cell: FixedCell) -> Choice | None:
+    """The table's row for a pre-registered cell (t compared as numbers: "0.8" is "0.80"), or None."""
+    for i, c in enumerate(table.cells):
+        if c.attack == cell.attack and (c.t == cell.t or (NO_T not in (c.t, cell.t)
+                                                          and math.isclose(float(c.t), float(cell.t)))):
+            return Choice(c, i, cell.direction, math.nan)
+    return None
+
+
+def consensus_cell(tables: Sequence[ScoreTable], attacks: Iterable[str] | None = None) -> tuple[FixedCell, dict]:
+    """The cell to pre-register from calibration models (e.g. several training seeds of the baseline): among
+    the cells every table scored (restricted to `attacks`), the one whose AUROC on all of each table's
+    utterances, averaged over the tables, is farthest from 0.5; its direction is the side of 0.5 that mean
+    is on. Ties go to the earlier cell (attacks in name order, smaller t first). Returns the cell and what
+    it was picked on."""
+    keep = None if attacks is None else set(attacks)
+    keys = [(c.attack, c.t) for c in tables[0].cells if keep is None or c.attack in keep]
+    for table in tables[1:]:
+        present = {(c.attack, c.t) for c in table.cells}
+        keys = [k for k in keys if k in present]
+    if not keys:
+        raise ValueError("no cell is scored by every calibration table")
+    values = []
+    for table in tables:
+        index = {(c.attack, c.t): i for i, c in enumerate(table.cells)}
+        values.append(auroc(table.scores[[index[k] for k in keys]], table.labels))
+    values = np.array(values)  # [tables, cells]
+    mean = values.mean(axis=0)
+    best = int(np.argmax(np.abs(mean - 0.5)))  # argmax keeps the first of equal values
+    direction = 1 if mean[best] >= 0.5 else -1
+    cell = FixedCell(keys[best][0], keys[best][1], direction)
+    return cell, {"mean_auroc": float(oriented(mean[best], direction)),
+                  "per_table_auroc": [float(oriented(v, direction)) for v in values[:, best]],
+                  "cells_considered": len(keys), "tables": len(tables)}
+
+
 def select(table: ScoreTable, calibration: np.ndarray, alternative: str = "two-sided") -> tuple[Choice,
                                                                                                  dict[str, Choice]]:
     """Each attack's t (and direction) and the strongest attack, chosen on the calibration half only. Ties go
@@ -458,15 +515,20 @@ def shared_utterances(tables: Sequence[ScoreTable]) -> tuple[list[str], np.ndarr
 
 def compare(system: Sequence[ScoreTable], baseline: Sequence[ScoreTable], split_seed: int = 0,
             samples: int = 2000, seed: int = 0, alternative: str = "two-sided",
-            attacks: Iterable[str] | None = None) -> dict | None:
+            attacks: Iterable[str] | None = None, cell: FixedCell | None = None) -> dict | None:
     """Held-out AUROC of `system` minus `baseline`, each a list of tables (one per training seed), on the
     utterances all of them were attacked on. Each table picks its own strongest cell (restricted to `attacks`
     when given) on the calibration half of the shared utterances; the difference of the seed-mean test-half
     AUROCs gets a paired bootstrap: test utterances resampled jointly for every model (stratified), seeds
     resampled within each system when it has several. p = twice the smaller tail of the bootstrap differences
     around 0 (at least 2 / (samples + 1)). None when nothing is shared or an `attacks` filter leaves a table
-    empty."""
+    empty.
+
+    With `cell` (pre-registered) nothing is picked: every model is read at that cell and direction on all
+    the shared utterances, and None when a table lacks the cell."""
     tables = [*system, *baseline]
+    if cell is not None:
+        attacks = [cell.attack]
     if attacks is not None:
         attacks = list(attacks)
         tables = [t.restrict(attacks=attacks) for t in tables]
@@ -476,12 +538,17 @@ def compare(system: Sequence[ScoreTable], baseline: Sequence[ScoreTable], split_
     if min(int(labels.sum()), int((labels == 0).sum())) < 4:
         return None
     tables = [t.restrict(utts=utts) for t in tables]
-    calibration = calibration_mask(utts, labels, split_seed)
+    if cell is None:
+        calibration = calibration_mask(utts, labels, split_seed)
+        choices = [select(table, calibration, alternative)[0] for table in tables]
+    else:
+        calibration = np.zeros(len(utts), dtype=bool)  # nothing spent on choosing
+        choices = [fixed_choice(table, cell) for table in tables]
+        if any(choice is None for choice in choices):
+            return None
     test_labels = labels[~calibration]
-    prepared = []
-    for table in tables:
-        choice, _ = select(table, calibration, alternative)
-        prepared.append(_Prepared(choice.direction * table.scores[choice.index, ~calibration], choice))
+    prepared = [_Prepared(choice.direction * table.scores[choice.index, ~calibration], choice)
+                for table, choice in zip(tables, choices)]
     scores = np.stack([p.scores for p in prepared])  # [K, N_test]
     observed = auroc(scores, test_labels)
     k_sys = len(system)
@@ -506,8 +573,9 @@ def compare(system: Sequence[ScoreTable], baseline: Sequence[ScoreTable], split_
         "system": _seed_summary(observed[:k_sys], prepared[:k_sys]),
         "baseline": _seed_summary(observed[k_sys:], prepared[k_sys:]),
         "num_members_test": int(test_labels.sum()), "num_nonmembers_test": int((test_labels == 0).sum()),
-        "num_shared": len(utts), "samples": samples, "seed": seed, "split_seed": split_seed,
-        "alternative": alternative,
+        "num_shared": len(utts), "samples": samples, "seed": seed,
+        "split_seed": split_seed if cell is None else None, "alternative": alternative,
+        "preregistered_cell": None if cell is None else cell.label(),
     }
 
 

@@ -75,9 +75,10 @@ def _install(tmp: Path, out_dir: Path, replace: bool) -> None:
 
 def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                  systems: list[str] | None = None, data_dir: str | os.PathLike | None = None,
-                 overwrite: bool = False) -> ReportResult:
+                 overwrite: bool = False, preregistered: str | os.PathLike | None = None) -> ReportResult:
     """Collect the systems (all with results in exp_dir by default), check every input, and write the
-    report to out_dir (default exp_dir/report). An existing report is replaced only with `overwrite`."""
+    report to out_dir (default exp_dir/report). An existing report is replaced only with `overwrite`.
+    preregistered: a file of fixed attack cells per family (report.comparisons.read_preregistered)."""
     exp_dir = Path(exp_dir)
     out_dir = Path(out_dir) if out_dir is not None else exp_dir / "report"
     refuse_overwrite(out_dir, overwrite, "report")
@@ -91,7 +92,8 @@ def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         figures = write_figures(records, tmp)
-        summary = build_summary(records, figures, exp_dir, splits_path, splits)
+        summary = build_summary(records, figures, exp_dir, splits_path, splits,
+                                None if preregistered is None else Path(preregistered))
         (tmp / "report.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n", encoding="utf-8")
         (tmp / "headline.tsv").write_text(headline_tsv(summary), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(summary, records), encoding="utf-8")

@@ -8,12 +8,19 @@ attack and t on the calibration half, AUROC is measured on the test half, and th
 bootstrap interval and p-value (utterances resampled jointly, seeds within each system). It is made for
 every attack together, for the decoder attacks alone and for the text-side attacks alone (which no diffusion
 defense covers).
+
+With pre-registered cells (`holdtts report --preregistered FILE`: one attack, t and direction per family,
+chosen on the baseline's calibration runs before these models were attacked) every model is also read at
+that one cell on all the shared utterances: no calibration half is spent, so all members count.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from holdtts.privacy.statistics import ScoreTable, calibration_mask, compare, select
+from holdtts.errors import InputError
+from holdtts.privacy.statistics import FixedCell, ScoreTable, calibration_mask, compare, fixed_choice, select
 from holdtts.report.collect import TEXT_SIDE_ATTACKS, SystemRecord
 
 COMPARISON_SAMPLES = 2000
@@ -87,9 +94,33 @@ def record_table(record: SystemRecord, attacks: list[str] | None, split_seed: in
     return best
 
 
+def read_preregistered(path: str | Path) -> dict[str, FixedCell]:
+    """family -> its cell, from a JSON file {"cells": {"decoder": {"attack", "t", "direction"}, ...}}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        cells = {family: FixedCell.from_dict(entry) for family, entry in data["cells"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"not a pre-registration file ({{'cells': {{family: {{attack, t, direction}}}}}}): "
+                         f"{err}", path) from err
+    unknown = sorted(set(cells) - set(FAMILIES))
+    if unknown:
+        raise InputError(f"unknown attack family {unknown[0]!r} (known: {', '.join(FAMILIES)})", path)
+    return cells
+
+
+def cell_table(record: SystemRecord, cell: FixedCell) -> ScoreTable | None:
+    """The first of the record's attack directories (with rows) that scored the cell."""
+    for run in record.attack_runs:
+        table = run.table()
+        if table is not None and fixed_choice(table, cell) is not None:
+            return table
+    return None
+
+
 def comparisons(records: list[SystemRecord], reference_name: str, samples: int = COMPARISON_SAMPLES,
-                seed: int = COMPARISON_SEED) -> list[dict]:
-    """One entry per (system group, baseline group): the paired difference per attack family, or why not."""
+                seed: int = COMPARISON_SEED, preregistered: dict[str, FixedCell] | None = None) -> list[dict]:
+    """One entry per (system group, baseline group): the paired difference per attack family, or why not;
+    with `preregistered`, also per family at its pre-registered cell (entry["preregistered"])."""
     groups = group_records(records)
     reference = next((g for g in groups if g.name == reference_name), groups[0])
     out = []
@@ -100,6 +131,9 @@ def comparisons(records: list[SystemRecord], reference_name: str, samples: int =
                      "baseline_models": [r.name for r in baseline.records], "families": {}}
             for family in FAMILIES:
                 entry["families"][family] = _compare_family(group, baseline, family, samples, seed)
+            if preregistered:
+                entry["preregistered"] = {family: _compare_cell(group, baseline, cell, samples, seed)
+                                          for family, cell in preregistered.items()}
             out.append(entry)
     return out
 
@@ -118,6 +152,21 @@ def _compare_family(group: Group, baseline: Group, family: str, samples: int, se
         return {"result": None, "why": f"{side} has no rows.tsv with {FAMILY_LABELS[family]}"}
     try:
         result = compare(system, base, samples=samples, seed=seed, attacks=attacks)
+    except ValueError as err:
+        return {"result": None, "why": str(err)}
+    if result is None:
+        return {"result": None, "why": "fewer than 4 shared members or non-members"}
+    return {"result": result, "why": None}
+
+
+def _compare_cell(group: Group, baseline: Group, cell: FixedCell, samples: int, seed: int) -> dict:
+    system = [cell_table(r, cell) for r in group.records]
+    base = [cell_table(r, cell) for r in baseline.records]
+    missing = [r.name for r, t in zip(group.records + baseline.records, system + base) if t is None]
+    if missing:
+        return {"result": None, "why": f"{missing[0]} was not attacked with {cell.label()}"}
+    try:
+        result = compare(system, base, samples=samples, seed=seed, cell=cell)
     except ValueError as err:
         return {"result": None, "why": str(err)}
     if result is None:

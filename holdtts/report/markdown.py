@@ -21,7 +21,7 @@ from holdtts.report.collect import (
     quality_column,
     read_quality_rows,
 )
-from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, verdict
+from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, read_preregistered, verdict
 from holdtts.report.figures import FigureSet, curves_label
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
@@ -178,8 +178,9 @@ def _quality_summary(record: SystemRecord) -> dict | None:
 
 
 def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path,
-                  splits_path: Path | None, splits: dict | None) -> dict:
-    """Every number of the report, computed from the records."""
+                  splits_path: Path | None, splits: dict | None, preregistered: Path | None = None) -> dict:
+    """Every number of the report, computed from the records (and the pre-registered cells, when given)."""
+    cells = read_preregistered(preregistered) if preregistered is not None else None
     reference = reference_system(records)
     per_utt = {r.name: _per_utterance(r) for r in records}
     systems = {}
@@ -215,7 +216,9 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
     for attack in ordered_attacks(records):
         attack_tables[attack] = [{"system": r.name, **entry_record(e)} for r in records for e in r.best_entries(attack)]
     summary = {
-        "comparisons": comparisons(records, reference.name),
+        "comparisons": comparisons(records, reference.name, preregistered=cells),
+        "preregistered": None if cells is None else {
+            "path": str(preregistered), "cells": {family: cell.label() for family, cell in cells.items()}},
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "exp_dir": str(exp_dir),
@@ -532,6 +535,23 @@ def _comparison_table(summary: dict) -> str:
     return _table(header, rows)
 
 
+def _preregistered_table(summary: dict) -> str:
+    families = list(summary["preregistered"]["cells"])
+    header = ["system", "baseline", "test members / non-members",
+              *(f"{FAMILY_LABELS[f]}: {summary['preregistered']['cells'][f]}: system AUROC, baseline AUROC, "
+                "Δ [95% CI], p" for f in families)]
+    rows = []
+    for entry in summary["comparisons"]:
+        items = [entry.get("preregistered", {}).get(f) for f in families]
+        sizes = next((f"{i['result']['num_members_test']} / {i['result']['num_nonmembers_test']}" for i in items
+                      if i and i["result"]), DASH)
+        rows.append([entry["system"], entry["baseline"], sizes,
+                     *(DASH if i is None else f"{_mean_sd(i['result']['system'])}, "
+                       f"{_mean_sd(i['result']['baseline'])}, {_difference(i)}" if i["result"] else _difference(i)
+                       for i in items)])
+    return _table(header, rows)
+
+
 def _tpr_low(values: dict) -> str:
     low = values.get("low_fpr") or {}
     at_one = low.get("tpr@1%fpr")
@@ -840,6 +860,13 @@ def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
         "order-n system), on the utterances both were attacked on, mean over training seeds, with a paired "
         "bootstrap 95% interval and p-value. Negative: the system leaks less.\n",
         comparisons_part,
+        *(["### At the pre-registered cells\n",
+           f"One attack, t and direction per family, fixed in `{summary['preregistered']['path']}` before these "
+           "models were attacked (chosen on the baseline's calibration runs): every model read at that cell on all "
+           "the shared utterances, nothing picked, so every member counts. A second reading of the same rows, not "
+           "a replacement for the held-out comparison above.\n",
+           _preregistered_table(summary) + "\n"]
+          if summary.get("preregistered") and summary["comparisons"] else []),
         "## Does each model leak at all?\n",
         "The strongest attack and t picked on a calibration half, measured on the test half; p from a label "
         "permutation test over every attack and t.\n",

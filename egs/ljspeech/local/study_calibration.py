@@ -7,6 +7,7 @@
     local/study_calibration.py table   --results-dir ../../docs/study    (markdown of calibration.tsv)
     local/study_calibration.py replication --results-dir ../../docs/study  (each seed of a replicated setting)
     local/study_calibration.py figure  --results-dir ../../docs/study    (calibration.png)
+    local/study_calibration.py preregister --results-dir ../../docs/study (preregistered.json)
 
 `collect` reads study/calib/<setting>/attack_step-N/{rows.tsv,metrics.json} (vp only), copies the rows and
 metrics into <results-dir>/calibration/<setting>/step-N/, and writes <results-dir>/calibration.tsv: one line
@@ -17,6 +18,12 @@ the training seconds it took to get there. Every number recomputes from the copi
 `freeze` applies the rule written in conf/study/calibration.yaml and writes <results-dir>/frozen.json and
 <results-dir>/frozen.yaml (a config overlay every system of the main study is trained with). A frozen
 setting is never replaced: if the files exist and the rule now picks something else, it is an error.
+
+`preregister` fixes one attack cell (attack, t, direction) per family (decoder attacks; text-side attacks)
+from the frozen setting's calibration runs alone (vp, every training seed in frozen.json's evidence, at the
+frozen checkpoint): the cell whose AUROC on all utterances, averaged over those runs, is farthest from 0.5
+(statistics.consensus_cell). `holdtts report --preregistered` then reads every main-study model at those
+cells on all its utterances. Written once, like the freeze: never replaced by a different pick.
 """
 from __future__ import annotations
 
@@ -31,7 +38,8 @@ from pathlib import Path
 import yaml
 
 from holdtts.privacy.metrics import read_rows
-from holdtts.privacy.statistics import ScoreTable, leakage
+from holdtts.privacy.statistics import ScoreTable, consensus_cell, leakage
+from holdtts.report.collect import TEXT_SIDE_ATTACKS
 from holdtts.utils.fileio import write_json_atomic, write_text_atomic
 
 HERE = Path(__file__).resolve().parent.parent  # egs/ljspeech
@@ -229,6 +237,38 @@ def freeze(work: Path, results: Path, grid: dict) -> None:
           f"{len(chosen['runs'])} seeds) -> {path}")
 
 
+def preregister(results: Path) -> dict:
+    """Write <results>/preregistered.json from the frozen setting's calibration rows (vp only)."""
+    frozen = json.loads((results / "frozen.json").read_text(encoding="utf-8"))
+    sources = [results / "calibration" / run["setting"] / f"step-{run['step']}" / "rows.tsv"
+               for run in frozen["evidence"]]
+    tables = [ScoreTable.from_rows(read_rows(path)) for path in sources]
+    attacks = sorted({a for t in tables for a in t.attacks})
+    families = {"decoder": [a for a in attacks if a not in TEXT_SIDE_ATTACKS],
+                "text": [a for a in attacks if a in TEXT_SIDE_ATTACKS]}
+    out = {"rule": "per family, the cell whose AUROC on all utterances, averaged over the frozen setting's "
+                   "calibration runs (vp only), is farthest from 0.5; direction: the side of 0.5 it is on",
+           "setting": frozen["setting"], "epochs": frozen["epochs"],
+           "calibration_rows": [str(p.relative_to(results)) for p in sources], "cells": {}, "evidence": {}}
+    for family, names in families.items():
+        if not names:
+            continue
+        cell, evidence = consensus_cell(tables, names)
+        out["cells"][family] = {"attack": cell.attack, "t": cell.t,
+                                "direction": "as defined" if cell.direction > 0 else "reversed"}
+        out["evidence"][family] = evidence
+    path = results / "preregistered.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("cells") != out["cells"]:
+            sys.exit(f"{path}: pre-registered as {old.get('cells')}; the rule now gives {out['cells']}. A "
+                     "pre-registration is never replaced once models have been read at it.")
+        print(f"{path}: already pre-registered; unchanged")
+        return old
+    write_json_atomic(path, out)
+    return out
+
+
 def _read_tsv(results: Path) -> list[dict]:
     import csv
 
@@ -304,7 +344,8 @@ def figure(results: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("collect", "freeze", "frozen", "table", "replication", "figure"))
+    parser.add_argument("action", choices=("collect", "freeze", "frozen", "table", "replication", "figure",
+                                           "preregister"))
     parser.add_argument("field", nargs="?", help="for 'frozen': members | epochs | setting")
     parser.add_argument("--work-dir", type=Path, default=HERE / "study")
     parser.add_argument("--results-dir", type=Path, default=HERE.parent.parent / "docs" / "study")
@@ -324,6 +365,8 @@ def main() -> None:
         print(replication_table(args.results_dir, grid))
     elif args.action == "figure":
         print(figure(args.results_dir))
+    elif args.action == "preregister":
+        print(json.dumps(preregister(args.results_dir)["cells"]))
     else:
         frozen = json.loads((args.results_dir / "frozen.json").read_text(encoding="utf-8"))
         value = frozen[args.field]
