@@ -423,7 +423,7 @@ def test_preregistered_cells_are_read_on_every_utterance(tmp_path):
     assert decoder["ci"][1] < 0  # the fixture's hold3 loss at t 0.8 leaks far less than vp's
     # dualmd's teacher directory has loss at t 0.8 but no text-side rows: said, not guessed
     assert entry["dualmd", "vp"]["preregistered"]["decoder"]["result"] is not None
-    assert "not attacked with prior" in entry["dualmd", "vp"]["preregistered"]["text"]["why"]
+    assert "has no model attacked with prior" in entry["dualmd", "vp"]["preregistered"]["text"]["why"]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "### At the pre-registered cells" in markdown and "decoder attacks: loss t=0.8" in markdown
     assert result.summary["preregistered"]["cells"] == {"decoder": "loss t=0.8", "text": "prior"}

@@ -144,29 +144,24 @@ def _compare_family(group: Group, baseline: Group, family: str, samples: int, se
     attacks = family_attacks(family, all_tables)
     if attacks is not None and not attacks:
         return {"result": None, "why": f"no {FAMILY_LABELS[family]} were run"}
-    system = [record_table(r, attacks) for r in group.records]
-    base = [record_table(r, attacks) for r in baseline.records]
-    system, base = [t for t in system if t is not None], [t for t in base if t is not None]
-    if not system or not base:
-        side = group.name if not system else baseline.name
-        return {"result": None, "why": f"{side} has no rows.tsv with {FAMILY_LABELS[family]}"}
-    try:
-        result = compare(system, base, samples=samples, seed=seed, attacks=attacks)
-    except ValueError as err:
-        return {"result": None, "why": str(err)}
-    if result is None:
-        return {"result": None, "why": "fewer than 4 shared members or non-members"}
-    return {"result": result, "why": None}
+    return _outcome([record_table(r, attacks) for r in group.records],
+                    [record_table(r, attacks) for r in baseline.records], group, baseline,
+                    f"no rows.tsv with {FAMILY_LABELS[family]}", samples=samples, seed=seed, attacks=attacks)
 
 
 def _compare_cell(group: Group, baseline: Group, cell: FixedCell, samples: int, seed: int) -> dict:
-    system = [cell_table(r, cell) for r in group.records]
-    base = [cell_table(r, cell) for r in baseline.records]
-    missing = [r.name for r, t in zip(group.records + baseline.records, system + base) if t is None]
-    if missing:
-        return {"result": None, "why": f"{missing[0]} was not attacked with {cell.label()}"}
+    return _outcome([cell_table(r, cell) for r in group.records], [cell_table(r, cell) for r in baseline.records],
+                    group, baseline, f"no model attacked with {cell.label()}", samples=samples, seed=seed,
+                    cell=cell)
+
+
+def _outcome(system: list, base: list, group: Group, baseline: Group, lacking: str, **options) -> dict:
+    """compare() on the models that have a table (seeds still without one are left out), or why not."""
+    system, base = [t for t in system if t is not None], [t for t in base if t is not None]
+    if not system or not base:
+        return {"result": None, "why": f"{group.name if not system else baseline.name} has {lacking}"}
     try:
-        result = compare(system, base, samples=samples, seed=seed, cell=cell)
+        result = compare(system, base, **options)
     except ValueError as err:
         return {"result": None, "why": str(err)}
     if result is None:
