@@ -63,6 +63,8 @@ def time_steps(preset: str, batch: int, segment: int, repeats: int, device: str,
     try:
         audio = trainer.batches.batch(0, 0, list(range(batch)))
         trainer.train_step(audio)  # warm-up
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

@@ -71,6 +71,22 @@ def test_the_report_states_each_wer_interval_beside_its_sample_size():
     low, high = quality["wer_espeak"]["generated"]["wer_interval"]
     assert "WER 2 utterances, 7 words" in text
     assert f"WER esp [{100 * low:.1f}%, {100 * high:.1f}%]" in text
+    low, high = quality["wer_espeak"]["generated"]["cer_interval"]
+    assert f"CER esp [{100 * low:.1f}%, {100 * high:.1f}%]" in text
     # a quality.json from before the intervals: sizes only, no interval claimed
     del quality["wer_espeak"]["generated"]["wer_interval"]
     assert "WER esp [" not in quality_sections(quality_summary([Record()]))
+
+
+def test_a_malformed_wer_interval_is_an_error_naming_the_file(tmp_path):
+    from holdtts.errors import InputError
+    from holdtts.report.collect import validate_quality
+
+    path = tmp_path / "quality.json"
+    good = {"wer_espeak": {side: {"wer": 0.1, "cer": 0.05, "wer_interval": [0.05, 0.2]}
+                           for side in ("generated", "reference")}}
+    assert validate_quality(good, path) is good
+    good["wer_espeak"]["generated"]["wer_interval"] = [0.05]
+    with pytest.raises(InputError, match="wer_espeak.generated.wer_interval") as err:
+        validate_quality(good, path)
+    assert str(path) in str(err.value)

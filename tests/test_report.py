@@ -429,11 +429,29 @@ def test_preregistered_cells_are_read_on_every_utterance(tmp_path):
     assert result.summary["preregistered"]["cells"] == {"decoder": "loss t=0.8", "text": "prior"}
     # without the option nothing changes; a malformed file names itself
     assert "preregistered" not in write_report(exp, tmp_path / "plain").summary["comparisons"][0]
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"cells": {"decoder": {"attack": "loss", "t": "0.8", "direction": "sideways"}}}))
-    out = CliRunner().invoke(command, ["--exp-dir", str(exp), "--out-dir", str(tmp_path / "x"),
-                                       "--preregistered", str(bad)])
-    assert isinstance(out.exception, HoldttsError) and "bad.json" in str(out.exception)
+    for i, cells_of_file in enumerate(({"decoder": {"attack": "loss", "t": "0.8", "direction": "sideways"}},
+                                       {"decoder": {"attack": "loss", "t": None}},
+                                       {"decoder": {"attack": "duration", "t": "-"}},
+                                       {"speaker": {"attack": "loss", "t": "0.8"}})):
+        bad = tmp_path / f"bad{i}.json"
+        bad.write_text(json.dumps({"cells": cells_of_file}))
+        out = CliRunner().invoke(command, ["--exp-dir", str(exp), "--out-dir", str(tmp_path / f"x{i}"),
+                                           "--preregistered", str(bad)])
+        assert isinstance(out.exception, HoldttsError) and f"bad{i}.json" in str(out.exception), out.output
+
+
+def test_a_preregistered_cell_reads_the_leakiest_attack_directory(tmp_path):
+    """A model attacked in two directories (DualMD's teachers) is read where the cell leaks most, whichever
+    directory sorts first."""
+    exp = tmp_path / "exp"
+    write_attack_dir(exp / "vp" / "attack", {"loss": {"0.8": 1.0}}, seed=1)
+    write_attack_dir(exp / "dualmd" / "attack_teacher1", {"loss": {"0.8": 0.0}}, seed=2)
+    write_attack_dir(exp / "dualmd" / "attack_teacher2", {"loss": {"0.8": 3.0}}, seed=3)
+    cells = tmp_path / "cells.json"
+    cells.write_text(json.dumps({"cells": {"decoder": {"attack": "loss", "t": "0.8"}}}))
+    result = write_report(exp, tmp_path / "out", preregistered=cells)
+    dualmd = result.summary["comparisons"][0]["preregistered"]["decoder"]["result"]
+    assert dualmd["system"]["mean_auroc"] > 0.95 and dualmd["difference"] > 0
 
 
 def test_attack_dir_without_rows_and_system_without_attacks(tmp_path):

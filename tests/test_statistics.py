@@ -156,11 +156,17 @@ def test_a_preregistered_cell_is_read_on_every_utterance_without_a_pick():
     # reversed reads 1 - AUROC; "0.10" finds the cell "0.1"; a cell a table lacks gives no comparison
     flipped = compare(safe, base, samples=100, cell=FixedCell("pia", t, -1))
     assert flipped["baseline"]["mean_auroc"] == pytest.approx(1 - np.mean(expected))
-    assert compare(safe, base, samples=100, cell=FixedCell("pia", f"{float(t):.2f}")) is not None
+    padded = f"{float(t):.4f}"
+    assert padded != t and compare(safe, base, samples=100, cell=FixedCell("pia", padded)) is not None
     assert compare(safe, base, samples=100, cell=FixedCell("pia_mc", t)) is None
     assert FixedCell.from_dict({"attack": "loss", "t": "0.8", "direction": "reversed"}) == FixedCell("loss", "0.8", -1)
     with pytest.raises(ValueError, match="direction"):
         FixedCell.from_dict({"attack": "loss", "t": "0.8", "direction": "up"})
+    for bad in (None, "", "abc", "nan", True):
+        with pytest.raises(ValueError, match="t is a number"):
+            FixedCell.from_dict({"attack": "loss", "t": bad})
+    assert FixedCell.from_dict({"attack": "prior", "t": "-"}) == FixedCell("prior", "-", 1)
+    assert FixedCell.from_dict({"attack": "loss", "t": 0.8}).t == "0.8"
 
 
 def test_paired_comparison_uses_only_shared_utterances():

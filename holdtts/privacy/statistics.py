@@ -264,11 +264,23 @@ class FixedCell:
         direction = entry.get("direction", "as defined")
         if direction not in ("as defined", "reversed"):
             raise ValueError(f"a cell's direction is 'as defined' or 'reversed', got {direction!r}")
-        return cls(str(entry["attack"]), str(entry["t"]), 1 if direction == "as defined" else -1)
+        attack, t = entry["attack"], entry["t"]
+        if not isinstance(attack, str) or not attack:
+            raise ValueError(f"a cell's attack is a name, got {attack!r}")
+        if t != NO_T and not (isinstance(t, (str, int, float)) and not isinstance(t, bool) and _finite(t)):
+            raise ValueError(f"a cell's t is a number or '{NO_T}' (no t), got {t!r}")
+        return cls(attack, str(t), 1 if direction == "as defined" else -1)
 
     def label(self) -> str:
         t = "" if self.t == NO_T else f" t={self.t}"
         return f"{self.attack}{t}" + ("" if self.direction > 0 else " (reversed)")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 def fixed_choice(table: ScoreTable, cell: FixedCell) -> Choice | None:

@@ -382,6 +382,14 @@ def _check_number(summary: dict, keys: tuple[str, ...], path: Path, count: bool 
         raise InputError(f"'{'.'.join(keys)}' must be {'a count' if count else 'a number'}, got {value!r}", path)
 
 
+def _check_interval(summary: dict, keys: tuple[str, ...], path: Path) -> None:
+    value = summary
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is not None and (not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value)):
+        raise InputError(f"'{'.'.join(keys)}' must be [low, high] or null, got {value!r}", path)
+
+
 def validate_quality(summary: Any, path: Path) -> dict:
     """Check the fields of a quality.json (holdtts.quality.evaluate) that the report reads; metrics that
     were not computed are simply absent."""
@@ -393,10 +401,7 @@ def validate_quality(summary: Any, path: Path) -> dict:
             _check_number(summary, (name, "n_generated"), path, count=True)
             _check_number(summary, (name, "n_reference"), path, count=True)
     for name in ("kid_speaker", "kid_logmel"):
-        interval = summary.get(name, {}).get("interval") if isinstance(summary.get(name), dict) else None
-        if interval is not None and (not isinstance(interval, list) or len(interval) != 2
-                                     or not all(_is_number(v) for v in interval)):
-            raise InputError(f"'{name}.interval' must be [low, high] or null, got {interval!r}", path)
+        _check_interval(summary, (name, "interval"), path)
     if "dnsmos" in summary:
         for side in ("generated", "reference"):
             _check_number(summary, ("dnsmos", side, "ovrl"), path)
@@ -405,6 +410,8 @@ def validate_quality(summary: Any, path: Path) -> dict:
             for side in ("generated", "reference"):
                 _check_number(summary, (name, side, "wer"), path)
                 _check_number(summary, (name, side, "cer"), path)  # absent (null) in older files
+                for key in ("wer_interval", "cer_interval"):  # absent in older files
+                    _check_interval(summary, (name, side, key), path)
     if "mcd" in summary:
         _check_number(summary, ("mcd", "mean"), path)
         _check_number(summary, ("mcd", "n"), path, count=True)

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from holdtts.errors import InputError
-from holdtts.privacy.statistics import FixedCell, ScoreTable, calibration_mask, compare, fixed_choice, select
+from holdtts.privacy.statistics import (
+    FixedCell,
+    ScoreTable,
+    auroc,
+    calibration_mask,
+    compare,
+    fixed_choice,
+    oriented,
+    select,
+)
 from holdtts.report.collect import TEXT_SIDE_ATTACKS, SystemRecord
 
 COMPARISON_SAMPLES = 2000
@@ -105,16 +114,28 @@ def read_preregistered(path: str | Path) -> dict[str, FixedCell]:
     unknown = sorted(set(cells) - set(FAMILIES))
     if unknown:
         raise InputError(f"unknown attack family {unknown[0]!r} (known: {', '.join(FAMILIES)})", path)
+    for family, cell in cells.items():
+        if family != "all" and (cell.attack in TEXT_SIDE_ATTACKS) != (family == "text"):
+            raise InputError(f"the {family} cell's attack {cell.attack!r} is not one of the "
+                             f"{FAMILY_LABELS[family]}", path)
     return cells
 
 
 def cell_table(record: SystemRecord, cell: FixedCell) -> ScoreTable | None:
-    """The first of the record's attack directories (with rows) that scored the cell."""
+    """Of the record's attack directories (with rows) that scored the cell, the one where it reads the
+    highest AUROC (in the cell's direction, on all its utterances). A model with several directories
+    (DualMD's teachers, each attacked on its own members) is read where it leaks most: a maximum that can
+    only make a defense look leakier, never safer."""
+    best, best_value = None, -1.0
     for run in record.attack_runs:
         table = run.table()
-        if table is not None and fixed_choice(table, cell) is not None:
-            return table
-    return None
+        choice = None if table is None else fixed_choice(table, cell)
+        if choice is None:
+            continue
+        value = float(oriented(auroc(table.scores[choice.index], table.labels), choice.direction))
+        if value > best_value:
+            best, best_value = table, value
+    return best
 
 
 def comparisons(records: list[SystemRecord], reference_name: str, samples: int = COMPARISON_SAMPLES,

@@ -536,19 +536,19 @@ def _comparison_table(summary: dict) -> str:
 
 
 def _preregistered_table(summary: dict) -> str:
-    families = list(summary["preregistered"]["cells"])
-    header = ["system", "baseline", "test members / non-members",
-              *(f"{FAMILY_LABELS[f]}: {summary['preregistered']['cells'][f]}: system AUROC, baseline AUROC, "
-                "Δ [95% CI], p" for f in families)]
-    rows = []
-    for entry in summary["comparisons"]:
-        items = [entry.get("preregistered", {}).get(f) for f in families]
-        sizes = next((f"{i['result']['num_members_test']} / {i['result']['num_nonmembers_test']}" for i in items
-                      if i and i["result"]), DASH)
-        rows.append([entry["system"], entry["baseline"], sizes,
-                     *(DASH if i is None else f"{_mean_sd(i['result']['system'])}, "
-                       f"{_mean_sd(i['result']['baseline'])}, {_difference(i)}" if i["result"] else _difference(i)
-                       for i in items)])
+    cells = summary["preregistered"]["cells"]
+    header = ["system", "baseline", *(f"{FAMILY_LABELS[f]}: {cells[f]}: system AUROC, baseline AUROC, Δ [95% CI], "
+                                      "p (members / non-members)" for f in cells)]
+
+    def reading(item: dict | None) -> str:
+        if item is None or item["result"] is None:
+            return DASH if item is None else _difference(item)
+        r = item["result"]
+        return (f"{_mean_sd(r['system'])}, {_mean_sd(r['baseline'])}, {_difference(item)} "
+                f"({r['num_members_test']} / {r['num_nonmembers_test']})")
+
+    rows = [[entry["system"], entry["baseline"], *(reading(entry.get("preregistered", {}).get(f)) for f in cells)]
+            for entry in summary["comparisons"]]
     return _table(header, rows)
 
 

@@ -52,6 +52,7 @@ def _metric_values(quality: dict) -> dict:
         if isinstance(entry, dict):
             out[f"{name}_n"] = [entry.get("utterances"), entry.get("words"), entry.get("chars")]
             out[f"{name}_interval"] = entry.get("wer_interval")  # absent in quality.json written before them
+            out[f"c{name[1:]}_interval"] = entry.get("cer_interval")
     if isinstance(quality.get("mcd"), dict):
         out["mcd_n"] = quality["mcd"].get("n")
     out["n_utterances"] = quality.get("n_utterances")
@@ -113,12 +114,12 @@ def _sizes(numbers: dict) -> str:
     n = numbers.get("wer_espeak_n") or numbers.get("wer_domain_n") or numbers.get("wer_n")
     if n:
         parts.append(f"WER {n[0]} utterances, {n[1]} words, {n[2]} characters")
-    for name, label in (("wer_espeak", "WER esp"), ("wer_domain", "WER dom"), ("wer", "WER gen")):
-        interval = numbers.get(f"{name}_interval")
-        if interval:
-            parts.append(f"{label} [{_pct(interval[0])}, {_pct(interval[1])}]")
-    if any(numbers.get(f"{name}_interval") for name in ("wer_espeak", "wer_domain", "wer")):
-        parts.append("WER intervals: 95% bootstrap over utterances")
+    rates = [(f"{kind}{suffix}", f"{kind.upper()} {label}") for suffix, label in
+             (("_espeak", "esp"), ("_domain", "dom"), ("", "gen")) for kind in ("wer", "cer")]
+    shown = [(label, numbers[f"{key}_interval"]) for key, label in rates if numbers.get(f"{key}_interval")]
+    parts += [f"{label} [{_pct(low)}, {_pct(high)}]" for label, (low, high) in shown]
+    if shown:
+        parts.append("WER/CER intervals: 95% bootstrap over utterances")
     return "; ".join(parts)
 
 
