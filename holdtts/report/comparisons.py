@@ -34,6 +34,7 @@ from holdtts.report.collect import TEXT_SIDE_ATTACKS, SystemRecord
 
 COMPARISON_SAMPLES = 2000
 COMPARISON_SEED = 0
+MIN_SEEDS = 2  # training seeds per side before a held-out comparison is resolved (verdict)
 PLAIN_KINDS = ("vp", "hold")
 FAMILIES = ("all", "decoder", "text")
 FAMILY_LABELS = {"all": "every attack", "decoder": "decoder attacks", "text": "text-side attacks"}
@@ -191,8 +192,15 @@ def _outcome(system: list, base: list, group: Group, baseline: Group, lacking: s
 
 
 def verdict(result: dict, alpha: float = 0.05) -> str:
-    """Plain words for one comparison."""
+    """Plain words for one comparison. A held-out comparison needs MIN_SEEDS training seeds on each side
+    to be resolved: with one, each model's pick on its calibration half is a single draw whose own
+    variability the interval (over test utterances) does not carry, and two systems without any signal are
+    called different at p < 0.05 in about 10-13% of simulated runs (bench/bench_statistics.py
+    --comparisons, docs/statistics.md). A pre-registered cell has no pick and no such limit."""
     low, high = result["ci"]
+    if (result.get("preregistered_cell") is None
+            and min(result["system"]["seeds"], result["baseline"]["seeds"]) < MIN_SEEDS):
+        return f"not resolved with fewer than {MIN_SEEDS} training seeds a side"
     if high < 0 and result["p_value"] < alpha:
         return "lower"
     if low > 0 and result["p_value"] < alpha:

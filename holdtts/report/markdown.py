@@ -731,7 +731,10 @@ HOW_TO_READ = """\
   difference of the test-half AUROCs (averaged over training seeds when a system has several) gets a
   paired bootstrap interval: test utterances resampled jointly for both systems, seeds resampled within
   each system. p is twice the smaller bootstrap tail around 0. "lower" needs the whole interval below 0 and
-  p < 0.05. It is given for every attack, for the decoder attacks alone, and for the text-side attacks alone.
+  p < 0.05, and at least 2 training seeds a side: with one, each model's pick is a single draw the interval
+  does not carry, and two systems without signal come out "different" in 10-13% of simulated runs
+  (docs/statistics.md). It is given for every attack, for the decoder attacks alone, and for the text-side
+  attacks alone.
 - **In-sample maximum**: the highest AUROC over all attacks and t, picked on the rows it is reported on,
   as published attack papers report it. With no signal at all it averages about 0.63 at 32 vs 32
   utterances, so it is shown only as an optimistic upper bound. The per-attack tables at the in-sample best
