@@ -18,7 +18,8 @@
 #   6 attack      the full white-box suite (adaptive attacks included) and the text-side attacks on every
 #                 model (DualMD: each teacher), plus the black-box synthesis attack
 #   7 evaluate    quality on the non-member test sentences, one sampler and step count for all
-#   8 report      holdtts report over study/exp, and docs/study/ (report, rows, metrics) for the commit
+#   8 report      holdtts report over study/exp (with the pre-registered cells of docs/study/preregistered.json),
+#                 and docs/study/ (report, rows, metrics) for the commit
 # Each stage is a holdtts command run through recipes/stages.sh: logged, timed, done-marked, and never
 # reused when its command or inputs changed. Models train one thread each, two at a time (two
 # single-threaded processes give 1.42x the throughput of one two-threaded one on the tiny model:
@@ -203,8 +204,10 @@ done
 
 # ------------------------------------------------------------------ 8: the report and the committed results
 names=$(for k in $(seq 1 "$seeds"); do for sys in $systems; do basename "$(exp_of "$sys" "$k")"; done; done)
+preregistered=()  # the attack cells fixed from vp's calibration runs (local/study_calibration.py preregister)
+[ -f "$results/preregistered.json" ] && preregistered=(--preregistered "$results/preregistered.json")
 stage_always=1 run_stage 8 report holdtts report --exp-dir "$work/exp" --data-dir "$data" \
-  --systems "$(echo $names | tr ' ' ',')" --out-dir "$work/report" --overwrite
+  --systems "$(echo $names | tr ' ' ',')" --out-dir "$work/report" --overwrite "${preregistered[@]}"
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   python local/study_results.py --work-dir "$work" --results-dir "$results"
 fi
