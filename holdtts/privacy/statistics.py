@@ -272,8 +272,7 @@ class FixedCell:
         return cls(attack, str(t), 1 if direction == "as defined" else -1)
 
     def label(self) -> str:
-        t = "" if self.t == NO_T else f" t={self.t}"
-        return f"{self.attack}{t}" + ("" if self.direction > 0 else " (reversed)")
+        return Cell(self.attack, self.t).label() + ("" if self.direction > 0 else " (reversed)")
 
 
 def _finite(value) -> bool:

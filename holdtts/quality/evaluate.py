@@ -316,11 +316,12 @@ def error_rate_intervals(rows: Sequence[Mapping], metric: str, side: str = "gene
     (as evaluate_pairs returns them or read_rows_tsv reads them back). metric: wer, wer_domain or
     wer_espeak; side: generated or reference."""
     prefix = metric if side == "generated" else f"ref_{metric}"
-    numbers = [{key: float(row[key]) for key in (f"{prefix}_errors", f"{prefix}_char_errors", "wer_ref_words",
-                                               "wer_ref_chars")} for row in rows]
-    return {"wer_interval": bootstrap.interval([(n[f"{prefix}_errors"], n["wer_ref_words"]) for n in numbers]),
-            "cer_interval": bootstrap.interval([(n[f"{prefix}_char_errors"], n["wer_ref_chars"])
-                                                for n in numbers])}
+
+    def pairs(errors: str, total: str) -> list[tuple[float, float]]:
+        return [(float(row[errors]), float(row[total])) for row in rows]
+
+    return {"wer_interval": bootstrap.interval(pairs(f"{prefix}_errors", "wer_ref_words")),
+            "cer_interval": bootstrap.interval(pairs(f"{prefix}_char_errors", "wer_ref_chars"))}
 
 
 def _jsonable(value):

@@ -541,9 +541,11 @@ def _preregistered_table(summary: dict) -> str:
                                       "p (members / non-members)" for f in cells)]
 
     def reading(item: dict | None) -> str:
-        if item is None or item["result"] is None:
-            return DASH if item is None else _difference(item)
+        if item is None:
+            return DASH
         r = item["result"]
+        if r is None:
+            return _difference(item)
         return (f"{_mean_sd(r['system'])}, {_mean_sd(r['baseline'])}, {_difference(item)} "
                 f"({r['num_members_test']} / {r['num_nonmembers_test']})")
 

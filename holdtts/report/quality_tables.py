@@ -52,7 +52,7 @@ def _metric_values(quality: dict) -> dict:
         if isinstance(entry, dict):
             out[f"{name}_n"] = [entry.get("utterances"), entry.get("words"), entry.get("chars")]
             out[f"{name}_interval"] = entry.get("wer_interval")  # absent in quality.json written before them
-            out[f"c{name[1:]}_interval"] = entry.get("cer_interval")
+            out[f"{name.replace('wer', 'cer', 1)}_interval"] = entry.get("cer_interval")
     if isinstance(quality.get("mcd"), dict):
         out["mcd_n"] = quality["mcd"].get("n")
     out["n_utterances"] = quality.get("n_utterances")
