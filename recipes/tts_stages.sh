@@ -82,7 +82,10 @@ done
 
 # ------------------------------------------------------------------ 7: the report
 # always rebuilt: it reads whatever the stages above left in exp/
+# report_extra (optional, set by run.sh): further `holdtts report` options, e.g. the mini corpus's
+# pre-registered attack cells
+declare -p report_extra >/dev/null 2>&1 || report_extra=()
 stage_always=1 run_stage 7 report holdtts report --exp-dir exp --data-dir data --systems "${systems// /,}" \
-  --overwrite
+  --overwrite "${report_extra[@]}"
 
 log "recipe finished (stages $stage to $stop_stage); report: exp/report/report.md"

@@ -15,7 +15,9 @@ def test_defaults_are_grad_tts_sizes():
     assert cfg.data.segment_frames == 172
 
 
-SYSTEM_CONFS = sorted(p.stem for p in CONF.glob("*.yaml") if p.stem != "tiny" and not p.stem.startswith("vocoder"))
+OVERLAYS = {"tiny", "mini_membership"}  # layered on a system's config, not systems themselves
+SYSTEM_CONFS = sorted(p.stem for p in CONF.glob("*.yaml")
+                      if p.stem not in OVERLAYS and not p.stem.startswith("vocoder"))
 
 
 def test_every_core_system_has_a_config():
@@ -117,3 +119,18 @@ def test_a_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys, comman
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "'train.batch_size' must be >= 1, got 0" in err and "Traceback" not in err
     assert not exp.exists()  # no config.yaml, no TensorBoard files
+
+
+@pytest.mark.parametrize("system", ["vp", "hold3"])
+def test_the_demo_trains_exactly_the_calibrated_setting(system):
+    """conf/mini_membership.yaml is the study's frozen overlay at the step count the demo's vp-only
+    calibration chose (docs/demo_calibration/chosen.json, local/demo_calibration.py); nothing else differs."""
+    import json
+
+    root = CONF.parents[2]
+    chosen = json.loads((root / "docs" / "demo_calibration" / "chosen.json").read_text())
+    demo = load_config([CONF / f"{system}.yaml", CONF / "tiny.yaml", CONF / "mini_membership.yaml"])
+    calibrated = load_config([CONF / f"{system}.yaml", CONF / "tiny.yaml", root / "docs" / "study" / "frozen.yaml"],
+                             overrides=["train.max_epochs=0", f"train.max_steps={chosen['steps']}",
+                                        "train.checkpoint_every=100", "train.sample_every=0"])
+    assert config_to_dict(demo) == config_to_dict(calibrated)

@@ -194,3 +194,29 @@ def test_make_corpus_command(tmp_path, small_chunks):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("make-corpus: 2 clips") and result.output.count("\n") == 1
     assert len(read_metadata(tmp_path / "MINI")) == 2
+
+
+def test_short_sentences_are_the_same_draws_filtered():
+    def words(s):
+        return len(english_cleaners(s).split())
+
+    short = minicorpus.short_sentences(20, SEED, max_words=6)
+    full = generate_sentences(400, SEED)
+    assert short == [s for s in full if words(s) <= 6][:20]
+    assert all(MIN_WORDS <= words(s) <= 6 for s in short)
+    assert minicorpus.short_sentences(5, SEED, max_words=6) == short[:5]  # a prefix, like the full list
+    assert minicorpus.short_sentences(5, SEED) == full[:5]
+    with pytest.raises(HoldttsError, match="--max-words"):
+        minicorpus.short_sentences(3, SEED, max_words=MIN_WORDS - 1)
+
+
+def test_a_short_sentence_corpus_records_its_limit(tmp_path, small_chunks):
+    out = tmp_path / "SHORT"
+    make_mini_corpus(out, 3, SEED, nj=1, max_words=5)
+    assert all(len(row[2].split()) <= 5 for row in read_metadata(out))
+    assert json.loads((out / "corpus.json").read_text())["max_words"] == 5
+    with pytest.raises(HoldttsError, match="--max-words"):
+        make_mini_corpus(tmp_path / "BAD", 3, SEED, nj=1, max_words=MAX_WORDS + 1)
+    # the default corpus does not mention it, so its files stay what they were
+    make_mini_corpus(tmp_path / "DEFAULT", 2, SEED, nj=1)
+    assert "max_words" not in json.loads((tmp_path / "DEFAULT" / "corpus.json").read_text())

@@ -31,7 +31,7 @@ def run(egs: Path, *args: str) -> subprocess.CompletedProcess:
 def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
         pytest.skip("holdtts is not installed")
-    first = run(recipe, "--mini-utts", "6", "--nj", "1", "--stop-stage", "2")
+    first = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stop-stage", "2")
     assert first.returncode == 0, first.stderr[-2000:]
     for stage in ("stage 0 (make-corpus): done", "stage 1 (prepare): done", "stage 2 (features): done"):
         assert stage in first.stderr
@@ -40,11 +40,11 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     markers = sorted(p.name for p in (recipe / "exp" / ".done").iterdir())
     assert markers == ["stage0.make-corpus.done", "stage1.prepare.done", "stage2.features.done"]
 
-    again = run(recipe, "--mini-utts", "6", "--nj", "2", "--stop-stage", "2")  # --nj does not change results
+    again = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "2", "--stop-stage", "2")  # --nj does not change results
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("already done, skipping") == 3 and "start:" not in again.stderr
 
-    changed = run(recipe, "--mini-utts", "6", "--seed", "7", "--stop-stage", "2")
+    changed = run(recipe, "--mini-utts", "6", "--num-members", "3", "--seed", "7", "--stop-stage", "2")
     assert changed.returncode == 1
     assert "stage 0 (make-corpus): ERROR: it was done with a different command" in changed.stderr
     assert "exp/.done/stage0.make-corpus.done" in changed.stderr
@@ -53,7 +53,7 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     subprocess.run([str(REPO / ".venv" / "bin" / "holdtts"), "prepare", "--corpus-dir", "downloads/mini",
                     "--data-dir", "data", "--num-members", "3", "--num-nonmembers", "1", "--overwrite"],
                    cwd=recipe, check=True, capture_output=True)
-    remade = run(recipe, "--mini-utts", "6", "--stage", "2", "--stop-stage", "2")
+    remade = run(recipe, "--mini-utts", "6", "--num-members", "3", "--stage", "2", "--stop-stage", "2")
     assert remade.returncode == 1, remade.stderr[-2000:]
     assert "stage 2 (features): ERROR: it was done with a different command or inputs" in remade.stderr
     assert "already done" not in remade.stderr
@@ -62,10 +62,10 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
 def test_an_interrupted_stage_has_no_marker_and_is_redone(recipe):
     if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
         pytest.skip("holdtts is not installed")
-    result = run(recipe, "--mini-utts", "6", "--nj", "1", "--stop-stage", "1", "--systems", "vp")
+    result = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stop-stage", "1", "--systems", "vp")
     assert result.returncode == 0, result.stderr[-2000:]
     (recipe / "data" / "all" / "text").write_text("garbage without an utterance id\n")  # corrupt stage 1 output
-    broken = run(recipe, "--mini-utts", "6", "--nj", "1", "--stage", "2", "--stop-stage", "2")
+    broken = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stage", "2", "--stop-stage", "2")
     assert broken.returncode == 1 and "stage 2 (features): FAILED" in broken.stderr
     assert not (recipe / "exp" / ".done" / "stage2.features.done").exists()
     assert not (recipe / "dump" / "manifest.json").exists()

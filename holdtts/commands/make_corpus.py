@@ -19,9 +19,13 @@ import click
 @click.option("--speakers", "num_speakers", default=1, show_default=True, type=click.IntRange(1, 91),
               help="Number of speakers. Above 1, a multi-speaker corpus: each speaker a distinct eSpeak NG "
                    "voice and variant with its own prosody window, and a speaker column in metadata.csv.")
+@click.option("--max-words", default=25, show_default=True, type=click.IntRange(3, 25),
+              help="Longest sentence, in words after normalisation. Below 25, only the grammar's short "
+                   "sentences are kept (the same draws, filtered): clips of about 1 to 2.5 s at 6 words, "
+                   "which a small model memorises in minutes (the demo's membership corpus).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing corpus at --out-dir.")
 def command(out_dir: str, num_utts: int, seed: int, nj: int, voice: str | None, num_speakers: int,
-            overwrite: bool) -> None:
+            max_words: int, overwrite: bool) -> None:
     """Synthesize a small speech corpus offline, in LJSpeech 1.1's exact format.
 
     The corpus lets the recipe, the demo and the tests run end to end with no download: sentences
@@ -56,7 +60,7 @@ def command(out_dir: str, num_utts: int, seed: int, nj: int, voice: str | None, 
     if voice is not None and num_speakers > 1:
         raise HoldttsError("--voice is for a single-speaker corpus: with --speakers the voices are fixed")
     summary = make_mini_corpus(out_dir, num_utts, seed, nj, voice=voice or "en-us", overwrite=overwrite,
-                               num_speakers=num_speakers)
+                               num_speakers=num_speakers, max_words=max_words)
     s = summary
     speakers = f" by {s['num_speakers']} speakers" if s["num_speakers"] > 1 else ""
     click.echo(

@@ -40,7 +40,7 @@ import numpy as np
 import soundfile as sf
 
 from holdtts.data.espeak import SAMPLE_RATE, EspeakSynthesizer, espeak_version
-from holdtts.data.sentences import generate_sentences
+from holdtts.data.sentences import MAX_WORDS, MIN_WORDS, generate_sentences
 from holdtts.data.text.cleaners import english_cleaners
 from holdtts.errors import HoldttsError
 from holdtts.utils.fileio import atomic_dir, refuse_overwrite, write_json_atomic
@@ -203,11 +203,26 @@ def _synthesize_all(jobs: list[Job], wav_dir: Path, nj: int,
 
 
 # ------------------------------------------------------------------------------ the corpus
+def short_sentences(n: int, seed: int, max_words: int = MAX_WORDS) -> list[str]:
+    """The first `n` sentences of generate_sentences(., seed) with at most `max_words` words after
+    normalisation: the same draws, filtered (its first k sentences do not depend on how many are asked
+    for). sentences.py itself is left alone: its text is part of the eSpeak recogniser's fingerprint."""
+    if not MIN_WORDS <= max_words <= MAX_WORDS:
+        raise HoldttsError(f"--max-words must be in {MIN_WORDS}..{MAX_WORDS}, got {max_words}")
+    pool = n
+    while True:
+        drawn = generate_sentences(pool, seed)
+        short = [t for t in drawn if len(english_cleaners(t).split()) <= max_words]
+        if len(short) >= n:
+            return short[:n]
+        pool *= 2
+
+
 def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: int, voice: str = "en-us",
-                     overwrite: bool = False, num_speakers: int = 1) -> dict:
+                     overwrite: bool = False, num_speakers: int = 1, max_words: int = MAX_WORDS) -> dict:
     """Synthesize `num_utts` utterances into `out_dir` (LJSpeech layout, with a speaker column when
     `num_speakers` > 1: see the module docstring); return a summary. One speaker gives exactly the
-    single-speaker corpus."""
+    single-speaker corpus; `max_words` below the grammar's 25 keeps its short sentences only."""
     if sys.version_info < (3, 11):
         raise HoldttsError("make-corpus needs Python >= 3.11 (a fresh worker process per chunk)")
     if not 1 <= num_speakers <= MAX_SPEAKERS:
@@ -223,6 +238,8 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
                            f"(speaker k is {ACCENTS[0]}+{VARIANTS[0]}, {ACCENTS[1]}+{VARIANTS[1]}, ...)")
     if nj < 1:
         raise HoldttsError(f"--nj must be >= 1, got {nj}")
+    if not MIN_WORDS <= max_words <= MAX_WORDS:
+        raise HoldttsError(f"--max-words must be in {MIN_WORDS}..{MAX_WORDS}, got {max_words}")
     out_dir = Path(out_dir)
     refuse_overwrite(out_dir, overwrite, "corpus")
     start = time.monotonic()
@@ -230,7 +247,7 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
     if context.get_start_method() == "forkserver":
         multiprocessing.forkserver.ensure_running()  # its imports overlap the sentence generation
 
-    texts = generate_sentences(num_utts, seed)
+    texts = short_sentences(num_utts, seed, max_words)
     normalized = [english_cleaners(t) for t in texts]
     if num_speakers == 1:
         speakers: list[Speaker] = []
@@ -285,6 +302,8 @@ def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: i
             "trim": {"top_db": TRIM_TOP_DB, "pad_s": TRIM_PAD_S},
             "total_duration_s": round(total_s, 3),
         }
+        if max_words != MAX_WORDS:  # recorded only when set, so a default corpus stays byte-identical
+            manifest["max_words"] = max_words
         if speakers:
             counts = {s.speaker_id: utt_speakers.count(s.speaker_id) for s in speakers}
             manifest.update({
