@@ -90,3 +90,28 @@ def test_a_malformed_wer_interval_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(InputError, match="wer_espeak.generated.wer_interval") as err:
         validate_quality(good, path)
     assert str(path) in str(err.value)
+
+
+def test_the_report_recomputes_missing_wer_intervals_from_the_rows():
+    """A quality.json from before the intervals gets them back from its quality.tsv, exactly as evaluate
+    writes them now: the study's dualmd (evaluated with intervals) with its intervals removed."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from holdtts.report.collect import fill_error_rate_intervals
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "study" / "main" / "models" / "dualmd" / "evaluate"
+    written = json.loads((folder / "quality.json").read_text())
+    old = copy.deepcopy(written)
+    for name in ("wer", "wer_domain", "wer_espeak"):
+        for side in ("generated", "reference"):
+            assert written[name][side]["wer_interval"] is not None
+            del old[name][side]["wer_interval"], old[name][side]["cer_interval"]
+    fill_error_rate_intervals(old, folder / "quality.tsv")
+    assert old == written
+    # one that has them is not touched, even when its rows would say otherwise
+    other = copy.deepcopy(written)
+    other["wer"]["generated"]["wer_interval"] = [0.0, 0.5]
+    fill_error_rate_intervals(other, folder / "quality.tsv")
+    assert other["wer"]["generated"]["wer_interval"] == [0.0, 0.5]

@@ -26,7 +26,7 @@ import numpy as np
 from holdtts.errors import HoldttsError, InputError
 from holdtts.privacy.metrics import METRICS, NO_T, ROW_FIELDS, read_rows
 from holdtts.privacy.statistics import ScoreTable
-from holdtts.quality.evaluate import read_rows_tsv
+from holdtts.quality.evaluate import error_rate_intervals, read_rows_tsv
 from holdtts.utils.fileio import read_json
 
 # The text encoder and duration predictor are trained on the members too; no diffusion defense covers them.
@@ -578,7 +578,26 @@ def load_system(path: str | os.PathLike) -> SystemRecord:
         record.quality_path = quality
         rows = path / QUALITY_DIR / "quality.tsv"
         record.quality_rows_path = rows if rows.is_file() else None
+        if record.quality_rows_path:
+            fill_error_rate_intervals(record.quality, record.quality_rows_path)
     return record
+
+
+def fill_error_rate_intervals(quality: dict, rows_path: Path) -> None:
+    """A quality.json written before corpus_wer gave WER/CER intervals: recompute them from its quality.tsv,
+    with the same bootstrap and seed (holdtts.quality.evaluate.error_rate_intervals), so every model of a
+    report carries them. A summary that has them, or rows without the error columns, is left as it is."""
+    missing = [(name, side) for name in ("wer", "wer_domain", "wer_espeak") for side in ("generated", "reference")
+               if isinstance((quality.get(name) or {}).get(side), dict)
+               and "wer_interval" not in quality[name][side]]
+    if not missing:
+        return
+    rows = read_rows_tsv(rows_path)
+    for name, side in missing:
+        try:
+            quality[name][side].update(error_rate_intervals(rows, name, side))
+        except (KeyError, ValueError):  # rows from before the per-utterance error columns
+            continue
 
 
 def order_systems(names: list[str]) -> list[str]:
