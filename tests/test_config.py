@@ -134,3 +134,15 @@ def test_the_demo_trains_exactly_the_calibrated_setting(system):
                              overrides=["train.max_epochs=0", f"train.max_steps={chosen['steps']}",
                                         "train.checkpoint_every=100", "train.sample_every=0"])
     assert config_to_dict(demo) == config_to_dict(calibrated)
+    if system == "vp":  # and the configs the calibration runs wrote, whatever the files above become
+        compared = 0
+        for run in sorted((root / "docs" / "demo_calibration").glob("vp_seed*/config.yaml")):
+            written = config_to_dict(load_config(run))
+            if written["train"]["max_steps"] != chosen["steps"]:
+                continue  # seed 5001 ran on to 800 steps
+            assert written["train"].pop("seed") == int(run.parent.name.removeprefix("vp_seed"))
+            ours = config_to_dict(demo)
+            del ours["train"]["seed"], ours["train"]["keep_last"], written["train"]["keep_last"]
+            assert written == ours, run
+            compared += 1
+        assert compared == 2  # seeds 5002 and 5003

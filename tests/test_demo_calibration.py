@@ -56,14 +56,23 @@ def test_the_fewest_steps_at_which_every_seed_qualifies(tmp_path, capsys):
     assert json.loads((tmp_path / "chosen.json").read_text())["steps"] == 200
 
 
-def test_fewer_than_three_seeds_or_a_missing_seed_choose_nothing(tmp_path):
+def test_fewer_than_three_seeds_or_an_unattacked_seed_choose_nothing(tmp_path):
     for seed in (1, 2):
         _run(tmp_path, seed, 400, 0.99, 0.9, 0.001, "pia")
     with pytest.raises(SystemExit, match="no candidate"):
         demo_calibration.decide(tmp_path)
-    _run(tmp_path, 3, 800, 0.99, 0.9, 0.001, "pia")  # the third seed only at another step count
-    with pytest.raises(SystemExit, match="no candidate"):
+    # a third seed attacked only at another step count: 400 is not failed by anyone but not known either
+    _run(tmp_path, 3, 800, 0.99, 0.9, 0.001, "pia")
+    with pytest.raises(SystemExit, match="attack the others"):
         demo_calibration.decide(tmp_path)
+    assert not (tmp_path / "chosen.json").exists() and not (tmp_path / "calibration.tsv").exists()
+
+
+def test_the_rule_is_the_studys():
+    # the criteria come from the study's grid, not a second copy of them
+    assert demo_calibration.CRITERIA == {"auroc": 0.9, "ci_low": 0.8, "p_value": 0.01, "seeds": 3}
+    row = {"auroc": 0.95, "auroc_ci_low": None, "p_value": 0.001}
+    assert not demo_calibration.study_calibration.qualifies(row, demo_calibration.CRITERIA)
 
 
 def test_the_committed_choice_recomputes_from_the_committed_rows(tmp_path):

@@ -31,7 +31,7 @@ def run(egs: Path, *args: str) -> subprocess.CompletedProcess:
 def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
         pytest.skip("holdtts is not installed")
-    first = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stop-stage", "2")
+    first = run(recipe, "--mini-utts", "6", "--num-members", "2", "--nj", "1", "--stop-stage", "2")
     assert first.returncode == 0, first.stderr[-2000:]
     for stage in ("stage 0 (make-corpus): done", "stage 1 (prepare): done", "stage 2 (features): done"):
         assert stage in first.stderr
@@ -40,11 +40,12 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     markers = sorted(p.name for p in (recipe / "exp" / ".done").iterdir())
     assert markers == ["stage0.make-corpus.done", "stage1.prepare.done", "stage2.features.done"]
 
-    again = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "2", "--stop-stage", "2")  # --nj does not change results
+    # --nj does not change results
+    again = run(recipe, "--mini-utts", "6", "--num-members", "2", "--nj", "2", "--stop-stage", "2")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stderr.count("already done, skipping") == 3 and "start:" not in again.stderr
 
-    changed = run(recipe, "--mini-utts", "6", "--num-members", "3", "--seed", "7", "--stop-stage", "2")
+    changed = run(recipe, "--mini-utts", "6", "--num-members", "2", "--seed", "7", "--stop-stage", "2")
     assert changed.returncode == 1
     assert "stage 0 (make-corpus): ERROR: it was done with a different command" in changed.stderr
     assert "exp/.done/stage0.make-corpus.done" in changed.stderr
@@ -53,7 +54,7 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
     subprocess.run([str(REPO / ".venv" / "bin" / "holdtts"), "prepare", "--corpus-dir", "downloads/mini",
                     "--data-dir", "data", "--num-members", "3", "--num-nonmembers", "1", "--overwrite"],
                    cwd=recipe, check=True, capture_output=True)
-    remade = run(recipe, "--mini-utts", "6", "--num-members", "3", "--stage", "2", "--stop-stage", "2")
+    remade = run(recipe, "--mini-utts", "6", "--num-members", "2", "--stage", "2", "--stop-stage", "2")
     assert remade.returncode == 1, remade.stderr[-2000:]
     assert "stage 2 (features): ERROR: it was done with a different command or inputs" in remade.stderr
     assert "already done" not in remade.stderr
@@ -62,10 +63,10 @@ def test_stages_0_to_2_then_skip_then_refuse_a_change(recipe):
 def test_an_interrupted_stage_has_no_marker_and_is_redone(recipe):
     if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
         pytest.skip("holdtts is not installed")
-    result = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stop-stage", "1", "--systems", "vp")
+    result = run(recipe, "--mini-utts", "6", "--num-members", "2", "--nj", "1", "--stop-stage", "1", "--systems", "vp")
     assert result.returncode == 0, result.stderr[-2000:]
     (recipe / "data" / "all" / "text").write_text("garbage without an utterance id\n")  # corrupt stage 1 output
-    broken = run(recipe, "--mini-utts", "6", "--num-members", "3", "--nj", "1", "--stage", "2", "--stop-stage", "2")
+    broken = run(recipe, "--mini-utts", "6", "--num-members", "2", "--nj", "1", "--stage", "2", "--stop-stage", "2")
     assert broken.returncode == 1 and "stage 2 (features): FAILED" in broken.stderr
     assert not (recipe / "exp" / ".done" / "stage2.features.done").exists()
     assert not (recipe / "dump" / "manifest.json").exists()
@@ -164,3 +165,23 @@ def test_markers_fingerprint_the_content_of_input_directories(tmp_path):
         assert f"{refused}: ERROR: it was done with a different command or inputs" in changed.stderr
         path.write_text(before)
     assert drive(tmp_path, *stage).returncode == 0
+
+
+def test_the_mini_default_is_the_demos_calibrated_membership_experiment(recipe):
+    """With no counts given, --corpus mini makes the short-sentence corpus and the splits the demo's
+    calibration used (docs/demo_calibration.md): 8 members, 128 non-members, 16 test sentences."""
+    import json
+
+    if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
+        pytest.skip("holdtts is not installed")
+    result = run(recipe, "--nj", "2", "--stop-stage", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    splits = json.loads((recipe / "data" / "splits.json").read_text())["arguments"]
+    assert (splits["seed"], splits["num_members"], splits["num_nonmembers"], splits["num_test"]) == (1234, 8, 128, 16)
+    corpus = json.loads((recipe / "downloads" / "mini" / "corpus.json").read_text())
+    assert (corpus["num_utts"], corpus["max_words"]) == (256, 6)
+    # the calibration's member list exactly (docs/demo_calibration: its attack rows name them)
+    members = sorted((recipe / "data" / "members" / "wav.scp").read_text().split()[0::2])
+    rows = (REPO / "docs" / "demo_calibration" / "vp_seed5002" / "step-400" / "rows.tsv").read_text().splitlines()
+    calibrated = sorted({line.split("\t")[0] for line in rows[1:] if line.split("\t")[1] == "1"})
+    assert members == calibrated

@@ -413,7 +413,10 @@ def test_a_held_out_comparison_needs_two_seeds_a_side_to_be_resolved():
 
     assert verdict(result(2, 2)) == "lower"
     assert verdict(result(1, 3)).startswith("not resolved with fewer than 2")
-    assert verdict(result(1, 1, cell="secmi t=0.2")) == "lower"  # nothing picked: no such limit
+    # nothing picked: no such limit, but one model a side speaks for those models, not for the systems
+    assert verdict(result(1, 1, cell="secmi t=0.2")) == ("lower (for these trained models; fewer than 2 training "
+                                                         "seeds a side, so not for the systems)")
+    assert verdict(result(2, 2, cell="secmi t=0.2")) == "lower"
     assert verdict({**result(3, 3), "ci": [0.1, 0.3]}) == "higher"
     assert verdict({**result(3, 3), "ci": [-0.1, 0.3]}) == "no difference resolved"
 
@@ -441,6 +444,9 @@ def test_preregistered_cells_are_read_on_every_utterance(tmp_path):
     assert "has no model attacked with prior" in entry["dualmd", "vp"]["preregistered"]["text"]["why"]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "### At the pre-registered cells" in markdown and "decoder attacks: loss t=0.8" in markdown
+    # and the findings say it in words, with the difference the table gives
+    finding = next(ln for ln in markdown.splitlines() if ln.startswith("- hold3 against vp at the pre-registered"))
+    assert f"decoder attacks at loss t=0.8: {decoder['difference']:+.3f}" in finding
     assert result.summary["preregistered"]["cells"] == {"decoder": "loss t=0.8", "text": "prior"}
     # without the option nothing changes; a malformed file names itself
     assert "preregistered" not in write_report(exp, tmp_path / "plain").summary["comparisons"][0]

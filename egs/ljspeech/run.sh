@@ -52,8 +52,15 @@ report_extra=()
 if [ "$corpus" = mini ]; then
   if [ -z "$num_members$num_nonmembers" ]; then
     num_members=8 num_nonmembers=128 mini_test=(--num-test 16)  # the calibration's splits exactly
-    preregistered=../../docs/demo_calibration/chosen.json
-    [ -f "$preregistered" ] && report_extra=(--preregistered "$preregistered")
+    # the cells were pre-registered for this corpus, these splits and this budget only
+    if [ "$seed $mini_utts $mini_max_words $size" = "1234 256 6 tiny" ] && [ -z "$train_params" ]; then
+      preregistered=../../docs/demo_calibration/chosen.json
+      if [ -f "$preregistered" ]; then
+        report_extra=(--preregistered "$preregistered")
+      else  # a copy of the recipe outside the repository
+        echo "$0: warning: no $preregistered: the report will not read the demo's pre-registered cells" >&2
+      fi
+    fi
   fi
   [ "$systems" = auto ] && systems="vp hold3"
   mini_membership=(--config conf/mini_membership.yaml)

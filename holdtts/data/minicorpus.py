@@ -203,6 +203,9 @@ def _synthesize_all(jobs: list[Job], wav_dir: Path, nj: int,
 
 
 # ------------------------------------------------------------------------------ the corpus
+MAX_DRAWN = 1 << 18  # sentences drawn at most to find the short ones (a few seconds)
+
+
 def short_sentences(n: int, seed: int, max_words: int = MAX_WORDS) -> list[str]:
     """The first `n` sentences of generate_sentences(., seed) with at most `max_words` words after
     normalisation: the same draws, filtered (its first k sentences do not depend on how many are asked
@@ -215,7 +218,10 @@ def short_sentences(n: int, seed: int, max_words: int = MAX_WORDS) -> list[str]:
         short = [t for t in drawn if len(english_cleaners(t).split()) <= max_words]
         if len(short) >= n:
             return short[:n]
-        pool *= 2
+        if pool >= MAX_DRAWN:
+            raise HoldttsError(f"only {len(short)} of the grammar's first {pool} sentences have at most {max_words} "
+                               f"words; ask for fewer utterances or allow longer sentences (--max-words)")
+        pool = min(2 * pool, MAX_DRAWN)
 
 
 def make_mini_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, nj: int, voice: str = "en-us",

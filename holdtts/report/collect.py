@@ -589,7 +589,7 @@ def fill_error_rate_intervals(quality: dict, rows_path: Path) -> None:
     report carries them. A summary that has them, or rows without the error columns, is left as it is."""
     missing = [(name, side) for name in ("wer", "wer_domain", "wer_espeak") for side in ("generated", "reference")
                if isinstance((quality.get(name) or {}).get(side), dict)
-               and "wer_interval" not in quality[name][side]]
+               and not {"wer_interval", "cer_interval"} <= set(quality[name][side])]
     if not missing:
         return
     rows = read_rows_tsv(rows_path)

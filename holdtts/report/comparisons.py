@@ -196,13 +196,18 @@ def verdict(result: dict, alpha: float = 0.05) -> str:
     to be resolved: with one, each model's pick on its calibration half is a single draw whose own
     variability the interval (over test utterances) does not carry, and two systems without any signal are
     called different at p < 0.05 in about 10-13% of simulated runs (bench/bench_statistics.py
-    --comparisons, docs/statistics.md). A pre-registered cell has no pick and no such limit."""
+    --comparisons, docs/statistics.md). A pre-registered cell has no pick and no such limit, but with fewer
+    seeds its words are about the trained models, not the systems: the interval resamples utterances only."""
     low, high = result["ci"]
-    if (result.get("preregistered_cell") is None
-            and min(result["system"]["seeds"], result["baseline"]["seeds"]) < MIN_SEEDS):
+    few_seeds = min(result["system"]["seeds"], result["baseline"]["seeds"]) < MIN_SEEDS
+    if result.get("preregistered_cell") is None and few_seeds:
         return f"not resolved with fewer than {MIN_SEEDS} training seeds a side"
     if high < 0 and result["p_value"] < alpha:
-        return "lower"
-    if low > 0 and result["p_value"] < alpha:
-        return "higher"
-    return "no difference resolved"
+        words = "lower"
+    elif low > 0 and result["p_value"] < alpha:
+        words = "higher"
+    else:
+        words = "no difference resolved"
+    if few_seeds:
+        words += f" (for these trained models; fewer than {MIN_SEEDS} training seeds a side, so not for the systems)"
+    return words

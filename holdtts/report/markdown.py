@@ -387,6 +387,17 @@ def comparison_statement(entry: dict) -> str:
             + "; ".join(parts) + ".")
 
 
+def preregistered_statement(entry: dict, summary: dict) -> str | None:
+    """One sentence per system and baseline at the pre-registered cells (every member, nothing picked)."""
+    cells = summary["preregistered"]["cells"]
+    parts = [f"{FAMILY_LABELS[family]} at {cells[family]}: {_difference(item)}"
+             for family, item in (entry.get("preregistered") or {}).items() if item is not None]
+    if not parts:
+        return None
+    return (f"{entry['system']} against {entry['baseline']} at the pre-registered cells (AUROC difference on "
+            f"every shared utterance, nothing picked): " + "; ".join(parts) + ".")
+
+
 def findings(records: list[SystemRecord], reference: SystemRecord, summary: dict) -> list[str]:
     """Statements read off the numbers: which models leak (permutation test), which systems leak less than
     their baselines (paired comparison), what that costs in quality, and the caveats that apply here."""
@@ -398,6 +409,8 @@ def findings(records: list[SystemRecord], reference: SystemRecord, summary: dict
     else:
         out += [leakage_statement(r.name, r.headline()) for r in attacked]
         out += [comparison_statement(e) for e in summary["comparisons"]]
+        if summary.get("preregistered"):
+            out += [line for e in summary["comparisons"] if (line := preregistered_statement(e, summary))]
         for record in records:
             if record is reference:
                 continue

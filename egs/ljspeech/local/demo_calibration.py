@@ -9,15 +9,17 @@ save: each run's training summary and config, and each attacked checkpoint's row
 into <results>/vp_seed<S>/ (no checkpoint).
 decide: from the saved metrics, calibration.tsv (one row per seed and step count: the held-out headline)
 and chosen.json: the fewest candidate steps at which every seed (at least three) qualifies, by the study's
-criteria (held-out AUROC >= 0.9, its interval's lower end > 0.8, permutation p < 0.01), and at those steps
-one attack cell per family pre-registered for the demo's report (holdtts report --preregistered): the cell,
-among the attacks the demo runs, whose AUROC on all utterances averaged over the seeds is farthest from 0.5
+criteria (conf/study/calibration.yaml: held-out AUROC >= 0.9, its interval's lower end > 0.8, permutation
+p < 0.01, on at least 3 seeds), and at those steps one attack cell per family pre-registered for the demo's
+report (holdtts report --preregistered): the cell, among the attacks both the demo and the calibration run,
+whose AUROC on all utterances averaged over the seeds is farthest from 0.5
 (holdtts.privacy.statistics.consensus_cell, the study's rule). Nothing here looks at any other system.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import shutil
 import sys
@@ -28,10 +30,14 @@ from holdtts.privacy.statistics import ScoreTable, consensus_cell
 from holdtts.report.collect import TEXT_SIDE_ATTACKS
 from holdtts.utils.fileio import write_json_atomic
 
-CRITERIA = {"auroc_min": 0.9, "ci_low_min": 0.8, "p_max": 0.01}  # the study's (conf/study/calibration.yaml)
-MIN_SEEDS = 3
-# the attacks `./run.sh --corpus mini` runs on vp (recipes/corpus_defaults.sh); the pre-registered cells
-# must be among them
+HERE = Path(__file__).resolve().parent.parent  # egs/ljspeech
+_spec = importlib.util.spec_from_file_location("study_calibration", HERE / "local" / "study_calibration.py")
+study_calibration = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study_calibration)
+# the study's criteria and seed count, read from its grid (rule 1 and 1b of conf/study/calibration.yaml)
+CRITERIA = study_calibration.load_grid(HERE / "conf" / "study" / "calibration.yaml")["criteria"]
+# the attacks `./run.sh --corpus mini` runs on vp (recipes/corpus_defaults.sh; pia_mc and sima_mc need
+# order >= 2) that the calibration also ran: the pre-registered cells must be read in the demo's rows
 DEMO_ATTACKS = ("loss", "pia", "pian", "sima", "duration", "prior")
 KEEP_RUN = ("train_summary.json", "config.yaml")
 KEEP_ATTACK = ("rows.tsv", "metrics.json", "attack.json")
@@ -68,54 +74,63 @@ def runs(results: Path) -> list[tuple[int, int, Path]]:
 
 def headline_row(seed: int, step: int, folder: Path) -> dict:
     h = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["headline"]
-    low, high = h["auroc_ci"]
-    ok = h["auroc"] >= CRITERIA["auroc_min"] and low > CRITERIA["ci_low_min"] and h["p_value"] < CRITERIA["p_max"]
-    return {"seed": seed, "step": step, "headline_attack": h["attack"], "headline_t": h["t"],
-            "direction": h["direction"], "auroc": h["auroc"], "auroc_ci_low": low, "auroc_ci_high": high,
-            "p_value": h["p_value"], "num_members_test": h["num_members_test"],
-            "num_nonmembers_test": h["num_nonmembers_test"], "qualifies": ok}
+    low, high = h.get("auroc_ci") or (None, None)
+    row = {"seed": seed, "step": step, "headline_attack": h["attack"], "headline_t": h["t"],
+           "direction": h["direction"], "auroc": h["auroc"], "auroc_ci_low": low, "auroc_ci_high": high,
+           "p_value": h["p_value"], "num_members_test": h["num_members_test"],
+           "num_nonmembers_test": h["num_nonmembers_test"]}
+    return {**row, "qualifies": study_calibration.qualifies(row, CRITERIA)}
+
+
+def choose(rows: list[dict]) -> int | None:
+    """The fewest candidate steps at which every seed (at least CRITERIA["seeds"]) was attacked and
+    qualifies. A smaller step count that some seed was not attacked at, while none failed there, is an
+    error: the fewest qualifying count cannot be known until it is."""
+    seeds = sorted({r["seed"] for r in rows})
+    for step in sorted({r["step"] for r in rows}):
+        at = {r["seed"]: r for r in rows if r["step"] == step}
+        if any(not r["qualifies"] for r in at.values()):
+            continue  # a seed fails here: this count cannot qualify, whatever the others give
+        if set(at) != set(seeds):
+            sys.exit(f"{step} steps: attacked on seeds {sorted(at)} of {seeds} and none failed; attack the "
+                     "others at it before deciding")
+        if len(at) >= CRITERIA["seeds"]:
+            return step
+    return None
 
 
 def decide(results: Path) -> dict:
     rows = [headline_row(*run) for run in runs(results)]
     if not rows:
         sys.exit(f"{results}: no attacked checkpoint saved; run local/demo_calibration.sh first")
-    with open(results / "calibration.tsv", "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    seeds = sorted({r["seed"] for r in rows})
-    chosen = None
-    for step in sorted({r["step"] for r in rows}):
-        at = {r["seed"]: r for r in rows if r["step"] == step}
-        # a step qualifies only when every seed reached it, at least three, and each qualifies there
-        if len(at) >= MIN_SEEDS and set(at) == set(seeds) and all(r["qualifies"] for r in at.values()):
-            chosen = step
-            break
-        # a step that one seed already fails cannot qualify: the fewest qualifying steps are later
+    chosen = choose(rows)
     if chosen is None:
         sys.exit("no candidate step count qualifies on every seed: nothing chosen")
     sources = [folder / "rows.tsv" for seed, step, folder in runs(results) if step == chosen]
     tables = [ScoreTable.from_rows(read_rows(path)) for path in sources]
     families = {"decoder": [a for a in DEMO_ATTACKS if a not in TEXT_SIDE_ATTACKS],
                 "text": [a for a in DEMO_ATTACKS if a in TEXT_SIDE_ATTACKS]}
-    out = {"rule": f"the fewest candidate steps at which every seed (>= {MIN_SEEDS}) qualifies: held-out "
-                   f"AUROC >= {CRITERIA['auroc_min']}, interval low > {CRITERIA['ci_low_min']}, p < "
-                   f"{CRITERIA['p_max']}; cells: per family, among the demo's attacks, the cell whose AUROC on "
+    out = {"rule": f"the fewest candidate steps at which every seed (>= {CRITERIA['seeds']}) qualifies: held-out "
+                   f"AUROC >= {CRITERIA['auroc']}, interval low > {CRITERIA['ci_low']}, p < "
+                   f"{CRITERIA['p_value']}; cells: per family, among the demo's attacks, the cell whose AUROC on "
                    "all utterances averaged over the seeds is farthest from 0.5",
-           "steps": chosen, "seeds": seeds, "calibration_rows": [str(p.relative_to(results)) for p in sources],
-           "cells": {}, "evidence": {}}
+           "steps": chosen, "seeds": sorted({r["seed"] for r in rows}),
+           "calibration_rows": [str(p.relative_to(results)) for p in sources], "cells": {}, "evidence": {}}
     for family, names in families.items():
         cell, evidence = consensus_cell(tables, names)
         out["cells"][family] = {"attack": cell.attack, "t": cell.t,
                                 "direction": "as defined" if cell.direction > 0 else "reversed"}
         out["evidence"][family] = evidence
     path = results / "chosen.json"
-    if path.exists():
+    if path.exists():  # checked before anything is written
         old = json.loads(path.read_text(encoding="utf-8"))
         if (old.get("steps"), old.get("cells")) != (out["steps"], out["cells"]):
             sys.exit(f"{path}: chosen as {old.get('steps')} steps, {old.get('cells')}; the rule now gives "
                      f"{out['steps']}, {out['cells']}. A choice is never replaced once the demo has run at it.")
+    with open(results / "calibration.tsv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     write_json_atomic(path, out)
     print(table(rows))
     print(f"chosen: {chosen} steps; pre-registered cells {json.dumps(out['cells'])} -> {path}")
@@ -127,17 +142,17 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         t = "" if r["headline_t"] == "-" else f" t {r['headline_t']}"
-        lines.append(f"| {r['seed']} | {r['step']} | {r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, "
-                     f"{r['auroc_ci_high']:.3f}] | {r['p_value']:.3g} | {r['headline_attack']}{t}, "
-                     f"{r['direction']} | {'yes' if r['qualifies'] else 'no'} |")
+        ci = "[n/a]" if r["auroc_ci_low"] is None else f"[{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"
+        lines.append(f"| {r['seed']} | {r['step']} | {r['auroc']:.3f} {ci} | {r['p_value']:.3g} | "
+                     f"{r['headline_attack']}{t}, {r['direction']} | {'yes' if r['qualifies'] else 'no'} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("save", "decide", "table"))
-    parser.add_argument("--work-dir", type=Path, default=Path("demo_calibration"))
-    parser.add_argument("--results-dir", type=Path, default=Path("../../docs/demo_calibration"))
+    parser.add_argument("--work-dir", type=Path, default=HERE / "demo_calibration")
+    parser.add_argument("--results-dir", type=Path, default=HERE.parents[1] / "docs" / "demo_calibration")
     args = parser.parse_args()
     if args.action == "save":
         save(args.work_dir, args.results_dir)
