@@ -26,8 +26,7 @@ import sys
 from pathlib import Path
 
 from holdtts.privacy.metrics import read_rows
-from holdtts.privacy.statistics import ScoreTable, consensus_cell
-from holdtts.report.collect import TEXT_SIDE_ATTACKS
+from holdtts.privacy.statistics import ScoreTable
 from holdtts.utils.fileio import write_json_atomic
 
 HERE = Path(__file__).resolve().parent.parent  # egs/ljspeech
@@ -108,19 +107,13 @@ def decide(results: Path) -> dict:
         sys.exit("no candidate step count qualifies on every seed: nothing chosen")
     sources = [folder / "rows.tsv" for seed, step, folder in runs(results) if step == chosen]
     tables = [ScoreTable.from_rows(read_rows(path)) for path in sources]
-    families = {"decoder": [a for a in DEMO_ATTACKS if a not in TEXT_SIDE_ATTACKS],
-                "text": [a for a in DEMO_ATTACKS if a in TEXT_SIDE_ATTACKS]}
     out = {"rule": f"the fewest candidate steps at which every seed (>= {CRITERIA['seeds']}) qualifies: held-out "
                    f"AUROC >= {CRITERIA['auroc']}, interval low > {CRITERIA['ci_low']}, p < "
                    f"{CRITERIA['p_value']}; cells: per family, among the demo's attacks, the cell whose AUROC on "
                    "all utterances averaged over the seeds is farthest from 0.5",
            "steps": chosen, "seeds": sorted({r["seed"] for r in rows}),
-           "calibration_rows": [str(p.relative_to(results)) for p in sources], "cells": {}, "evidence": {}}
-    for family, names in families.items():
-        cell, evidence = consensus_cell(tables, names)
-        out["cells"][family] = {"attack": cell.attack, "t": cell.t,
-                                "direction": "as defined" if cell.direction > 0 else "reversed"}
-        out["evidence"][family] = evidence
+           "calibration_rows": [str(p.relative_to(results)) for p in sources],
+           **study_calibration.family_cells(tables, list(DEMO_ATTACKS))}
     path = results / "chosen.json"
     if path.exists():  # checked before anything is written
         old = json.loads(path.read_text(encoding="utf-8"))

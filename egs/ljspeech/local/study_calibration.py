@@ -237,19 +237,13 @@ def freeze(work: Path, results: Path, grid: dict) -> None:
           f"{len(chosen['runs'])} seeds) -> {path}")
 
 
-def preregister(results: Path) -> dict:
-    """Write <results>/preregistered.json from the frozen setting's calibration rows (vp only)."""
-    frozen = json.loads((results / "frozen.json").read_text(encoding="utf-8"))
-    sources = [results / "calibration" / run["setting"] / f"step-{run['step']}" / "rows.tsv"
-               for run in frozen["evidence"]]
-    tables = [ScoreTable.from_rows(read_rows(path)) for path in sources]
-    attacks = sorted({a for t in tables for a in t.attacks})
+def family_cells(tables: list[ScoreTable], attacks: list[str]) -> dict:
+    """{"cells": ..., "evidence": ...}: per family (decoder attacks; text side) among `attacks`, the
+    consensus cell of the calibration tables (statistics.consensus_cell), as a pre-registration file
+    holds them."""
+    out: dict = {"cells": {}, "evidence": {}}
     families = {"decoder": [a for a in attacks if a not in TEXT_SIDE_ATTACKS],
                 "text": [a for a in attacks if a in TEXT_SIDE_ATTACKS]}
-    out = {"rule": "per family, the cell whose AUROC on all utterances, averaged over the frozen setting's "
-                   "calibration runs (vp only), is farthest from 0.5; direction: the side of 0.5 it is on",
-           "setting": frozen["setting"], "epochs": frozen["epochs"],
-           "calibration_rows": [str(p.relative_to(results)) for p in sources], "cells": {}, "evidence": {}}
     for family, names in families.items():
         if not names:
             continue
@@ -257,6 +251,20 @@ def preregister(results: Path) -> dict:
         out["cells"][family] = {"attack": cell.attack, "t": cell.t,
                                 "direction": "as defined" if cell.direction > 0 else "reversed"}
         out["evidence"][family] = evidence
+    return out
+
+
+def preregister(results: Path) -> dict:
+    """Write <results>/preregistered.json from the frozen setting's calibration rows (vp only)."""
+    frozen = json.loads((results / "frozen.json").read_text(encoding="utf-8"))
+    sources = [results / "calibration" / run["setting"] / f"step-{run['step']}" / "rows.tsv"
+               for run in frozen["evidence"]]
+    tables = [ScoreTable.from_rows(read_rows(path)) for path in sources]
+    out = {"rule": "per family, the cell whose AUROC on all utterances, averaged over the frozen setting's "
+                   "calibration runs (vp only), is farthest from 0.5; direction: the side of 0.5 it is on",
+           "setting": frozen["setting"], "epochs": frozen["epochs"],
+           "calibration_rows": [str(p.relative_to(results)) for p in sources],
+           **family_cells(tables, sorted({a for t in tables for a in t.attacks}))}
     path = results / "preregistered.json"
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
