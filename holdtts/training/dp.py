@@ -26,6 +26,7 @@ checkpoint; `privacy/epsilon` in TensorBoard and train_log.jsonl.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -254,9 +255,18 @@ def epsilon_spent(accountant: IAccountant, delta: float) -> float:
     at a larger epsilon still holds."""
     if accounted_steps(accountant) == 0:
         return 0.0
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
+    with _quiet_accounting():
         return max(0.0, float(accountant.get_epsilon(delta=delta)))
+
+
+@contextlib.contextmanager
+def _quiet_accounting():
+    """Opacus's accountants warn where nothing is wrong: RDP when the optimal order is at the edge of its
+    grid, PRV at q = 1 (full-batch steps, as the study's 8 members give), where log(1 - q) = -inf is
+    taken before the np.where that discards it. Both printed at every logged step."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore"):
+        warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
+        yield
 
 
 def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
@@ -275,8 +285,7 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     sampling rate q stays at or below target_epsilon (Opacus's bisection)."""
     make_accountant(accountant)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
+        with _quiet_accounting():
             return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
                                               sample_rate=sample_rate, steps=steps, accountant=accountant,
                                               epsilon_tolerance=EPSILON_TOLERANCE))
