@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("holdtts.commands.evaluate", "Audio quality on the non-member test sentences."),
     "report": ("holdtts.commands.report", "Privacy beside audio quality for every system: report.md, figures."),
     "toy-study": ("holdtts.commands.toy_study", "The Swiss-roll membership study: vp and HOLD++ orders 2-4."),
+    "verify": ("holdtts.commands.verify",
+               "Recompute committed attack metrics and quality summaries from their per-utterance rows."),
 }
 
 

@@ -2,6 +2,7 @@
 way, and score the pairs (holdtts.quality.evaluate)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,7 @@ def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, 
     sample_rate = model.config.features.sample_rate
     utt2spk = read_utt2spk(data_dir)
     voices = synthesis_voices(model, utts, utt2spk)
+    started = time.perf_counter()
     result = synthesize_texts(model, [texts[u] for u in utts], utts, vocoder, steps=steps, sampler=sampler,
                               temperature=temperature, batch_size=batch_size, seed=seed,
                               **({} if voices is None else {"speaker": voices}))
@@ -127,12 +129,17 @@ def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, 
         meta["speaker_condition"] = {"own": sum(v != MEAN_VOICE for v in voices),
                                      "mean voice (speaker not in the model)": sum(v == MEAN_VOICE for v in voices)}
     write_outputs(result, [texts[u] for u in utts], out_dir / "generated", sample_rate, overwrite=True, meta=meta)
+    synthesized = time.perf_counter()
     references = vocode_reference(store, utts, vocoder, out_dir / "reference", sample_rate)
     pairs = {u: (out_dir / "generated" / f"{u}.wav", references[u]) for u in utts}
     speakers = None if utt2spk is None else {u: utt2spk[u] for u in utts}
     rows, summary = evaluate_pairs(pairs, texts, device=device, metrics=metrics, cache_dir=cache_dir,
                                    speakers=speakers)
-    summary.update({"split": split, "decoder_rtf": result.rtf, "reference": "real mels through the same vocoder",
+    # wall seconds of each part, for the study's wall-time table (cached scores make a rerun's scoring faster)
+    timing = {"synthesis_seconds": synthesized - started,
+              "references_and_scoring_seconds": time.perf_counter() - synthesized}
+    summary.update({"split": split, "decoder_rtf": result.rtf, "timing": {k: round(v, 1) for k, v in timing.items()},
+                    "reference": "real mels through the same vocoder",
                     **{k: v for k, v in meta.items() if k != "model"}, "model": meta["model"]})
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
     write_summary_json(out_dir / "quality.json", summary, overwrite=True)
