@@ -187,6 +187,7 @@ def test_attacks_during_training_do_not_change_training(mini_recipe, tmp_path):
     train(mini_recipe, attacked, "vp", *common, "train.attack_every_epochs=1")
     logged = [json.loads(line) for line in (attacked / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logged if "attack/headline/auroc" in r] == [1, 2, 3]
+    assert all(r["time/attack_seconds"] > 0 for r in logged if "attack/headline/auroc" in r)  # what they cost
     assert_same_weights(final_state(plain), final_state(attacked))
     a, b = final_state(plain)["optimizer"], final_state(attacked)["optimizer"]
     assert all(torch.equal(a["state"][k]["exp_avg"], b["state"][k]["exp_avg"]) for k in a["state"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,10 @@ class Trainer(TrainingLoop):
     def on_epoch_end(self, epoch: int) -> None:
         t = self.cfg.train
         if t.attack_every_epochs and epoch % t.attack_every_epochs == 0 and self.dist.is_main:
-            self.log_scalars(self.attack_scalars())
+            started = time.perf_counter()
+            scalars = self.attack_scalars()
+            scalars["time/attack_seconds"] = time.perf_counter() - started  # wall time they add to training
+            self.log_scalars(scalars)
 
     @torch.no_grad()
     def attack_scalars(self) -> dict[str, float]:
