@@ -62,7 +62,7 @@ def test_finished_stages_round_trip_and_partial_models_are_redone(tmp_path):
     assert not (fresh / "exp" / "hold3.seed2").exists()  # incomplete: its checkpoints are gone, so it is redone
 
 
-def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path):
+def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, capsys):
     work, results = tmp_path / "study", tmp_path / "docs"
     teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json"],
                 "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
@@ -75,6 +75,7 @@ def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path):
     fresh = tmp_path / "fresh"
     study_results.restore(fresh, results)
     assert not (fresh / "exp" / "dualmd").exists()  # distillmd still needs the teachers' checkpoints
+    assert "dualmd: complete, but restored only with its DistillMD student" in capsys.readouterr().out
 
     _model(work, "distillmd", _full("distillmd", "distillmd", 1))
     study_results.save(work, results)

@@ -185,22 +185,29 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
     --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"
   python local/study_results.py --work-dir "$work" --results-dir "$results" --model "$(basename "$exp")"
 }
-pipeline() { parallel_stage_fn model_pipeline "$@"; }
+declare -A pipeline_pid=()  # "sys seed" -> the pid of its pipeline, so a student waits for its teachers only
+pipeline() { parallel_stage_fn model_pipeline "$@"; pipeline_pid["$1 $2"]=$!; }
+teachers_of() { case "$1" in distillmd) echo dualmd ;; distillmd_hold3) echo dualmd_hold3 ;; esac; }
 for k in $(seq 1 "$seeds"); do
   [ "$stage" -le 7 ] || break
   for sys in $systems; do
-    case "$sys" in distillmd*) continue ;; esac  # after their teachers
+    [ -z "$(teachers_of "$sys")" ] || continue  # a DistillMD student: after its teachers
     pipeline "$sys" "$k"
   done
-  wait_all
+  # Each student starts the moment its teachers' pipeline has ended, beside whatever else runs (no barrier:
+  # a free core never waits for the seed's slowest model). A failed teacher skips its student here; its
+  # status stops the script at the final wait_all.
   for sys in $systems; do
-    case "$sys" in
-      distillmd) pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd "$k")" ;;
-      distillmd_hold3) pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of dualmd_hold3 "$k")" ;;
-    esac
+    teachers=$(teachers_of "$sys")
+    [ -n "$teachers" ] || continue
+    if [ -n "${pipeline_pid["$teachers $k"]:-}" ] && ! wait "${pipeline_pid["$teachers $k"]}"; then
+      echo "$0: $teachers of seed $k failed, so $sys of seed $k is not trained" >&2
+      continue
+    fi
+    pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of "$teachers" "$k")"
   done
-  wait_all
 done
+wait_all
 
 # ------------------------------------------------------------------ 8: the report and the committed results
 names=$(for k in $(seq 1 "$seeds"); do for sys in $systems; do basename "$(exp_of "$sys" "$k")"; done; done)

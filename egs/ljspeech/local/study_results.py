@@ -142,9 +142,13 @@ def expected_stages(model: str) -> set[str]:
     return {marker_name(stage, model) for stage in stages}
 
 
+def stages_finished(bundle: Path) -> bool:
+    return expected_stages(bundle.name) <= {p.name for p in (bundle / ".done").glob("*.done")}
+
+
 def complete(bundle: Path) -> bool:
     """Every stage of the model finished (a partial model needs its checkpoints, which are never saved)."""
-    if not expected_stages(bundle.name) <= {p.name for p in (bundle / ".done").glob("*.done")}:
+    if not stages_finished(bundle):
         return False
     sys, k = system_and_seed(bundle.name)
     if sys in STUDENT_OF:
@@ -157,7 +161,11 @@ def restore(work: Path, results: Path) -> None:
     restored = 0
     for bundle in sorted((results / "main" / "models").glob("*")):
         if not complete(bundle):
-            print(f"{bundle.name}: not every stage finished when it was saved; the study redoes it")
+            if stages_finished(bundle):  # a DualMD model whose student is not complete
+                print(f"{bundle.name}: complete, but restored only with its DistillMD student (the student trains "
+                      "from the teachers' checkpoints, which are never saved); the study redoes both")
+            else:
+                print(f"{bundle.name}: not every stage finished when it was saved; the study redoes it")
             continue
         exp = work / "exp" / bundle.name
         if exp.exists():
