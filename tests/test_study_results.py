@@ -128,3 +128,47 @@ def test_a_pipeline_saves_only_its_own_model(tmp_path):
     _model(work, "hold2", _full("hold2", "hold2", 1))
     study_results.save(work, results, model="hold2")
     assert sorted(p.name for p in (results / "main" / "models").iterdir()) == ["hold2"]
+
+
+TIMES = Path(__file__).resolve().parents[1] / "egs" / "ljspeech" / "local" / "study_times.py"
+times_spec = importlib.util.spec_from_file_location("study_times", TIMES)
+study_times = importlib.util.module_from_spec(times_spec)
+times_spec.loader.exec_module(study_times)
+
+
+def _write(path: Path, value) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value if isinstance(value, str) else json.dumps(value))
+
+
+def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_path):
+    import json
+
+    models = tmp_path / "models"
+    attack_line = {"step": 200, "epoch": 200, "attack/headline/auroc": 0.5}
+    for teacher, seconds in (("teacher1", 100.0), ("teacher2", 120.0)):  # DualMD: both teachers count
+        _write(models / "dualmd" / teacher / "train_summary.json", {"train_seconds": seconds})
+        _write(models / "dualmd" / teacher / "train_log.jsonl",
+               json.dumps({"step": 10, "epoch": 9}) + "\n" + json.dumps({**attack_line, "time/attack_seconds": 7.5}))
+        _write(models / "dualmd" / f"attack_{teacher}" / "attack.json",
+               {"timing": {"loss": {"seconds": 10.0}, "pia": {"seconds": 5.0}}})
+    _write(models / "dualmd" / "attack_blackbox" / "attack.json", {"timing": {"synth_distance": {"seconds": 40.0}}})
+    _write(models / "dualmd" / "evaluate" / "quality.json",
+           {"timing": {"synthesis_seconds": 3.0, "references_and_scoring_seconds": 4.0}})
+    _write(models / "vp" / "train_summary.json", {"train_seconds": 50.0})  # an older model: no time records
+    _write(models / "vp" / "train_log.jsonl", json.dumps(attack_line))
+    _write(models / "vp" / "attack" / "attack.json", {"timing": {"loss": {"seconds": 2.0}}})
+    _write(models / "vp" / "evaluate" / "quality.json", {"wer": {}})
+
+    assert study_times.model_times(models / "dualmd") == {
+        "training steps": 220.0, "in-training attacks": 15.0, "white-box attacks": 30.0,
+        "black-box attack": 40.0, "quality": 7.0}
+    assert study_times.model_times(models / "vp") == {
+        "training steps": 50.0, "in-training attacks": None, "white-box attacks": 2.0,
+        "black-box attack": None, "quality": None}
+    rows = study_times.table(models).splitlines()
+    assert rows[2] == "| dualmd | 220 | 15 | 30 | 40 | 7 |"
+    assert rows[3] == "| vp | 50 | not recorded | 2 | not recorded | not recorded |"
+    assert rows[4] == "| **sum (models recorded)** | 270 (2) | 15 (1) | 32 (2) | 40 (1) | 7 (1) |"

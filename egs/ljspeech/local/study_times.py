@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The wall time of each part of every finished model of the CPU study, from the files saved with it.
+
+    local/study_times.py [--models ../../docs/study/main/models] > table.md
+
+Per model (DualMD: both teachers added):
+- training: the seconds spent in optimizer steps (train_summary.json), and the seconds the in-training
+  attacks added (`time/attack_seconds` in train_log.jsonl; recorded since sitting 8);
+- attacks: the white-box suite (attack/, or each teacher's attack_teacher*/) and the black-box synthesis
+  attack, each the sum of its attacks' seconds (attack.json), without loading and the statistics;
+- quality: synthesis and scoring (quality.json `timing`; recorded since sitting 8).
+What ran beside each part (two study jobs of one thread each, other jobs) is in docs/study.md's sittings:
+these are the study's own records, not timings on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "docs" / "study" / "main" / "models"
+COLUMNS = ("training steps", "in-training attacks", "white-box attacks", "black-box attack", "quality")
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _training_dirs(model: Path) -> list[Path]:
+    teachers = sorted(model.glob("teacher*/train_summary.json"))
+    return [p.parent for p in teachers] or [model]
+
+
+def _attack_seconds(folder: Path) -> float | None:
+    settings = _json(folder / "attack.json")
+    if settings is None or "timing" not in settings:
+        return None
+    return sum(entry["seconds"] for entry in settings["timing"].values())
+
+
+def model_times(model: Path) -> dict[str, float | None]:
+    """Seconds per part (None: not recorded, or that stage has not finished)."""
+    steps = in_training = 0.0
+    recorded = True
+    for folder in _training_dirs(model):
+        summary = _json(folder / "train_summary.json")
+        if summary is None:
+            return dict.fromkeys(COLUMNS)
+        steps += summary["train_seconds"]
+        lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+                 if line.strip()] if (folder / "train_log.jsonl").is_file() else []
+        attacks = [line for line in lines if "attack/headline/auroc" in line]
+        recorded &= bool(attacks) and all("time/attack_seconds" in line for line in attacks)
+        in_training += sum(line.get("time/attack_seconds", 0.0) for line in attacks)
+    white = [_attack_seconds(d) for d in sorted(model.glob("attack")) + sorted(model.glob("attack_teacher*"))]
+    quality = _json(model / "evaluate" / "quality.json")
+    return {"training steps": steps, "in-training attacks": in_training if recorded else None,
+            "white-box attacks": sum(white) if white and None not in white else None,
+            "black-box attack": _attack_seconds(model / "attack_blackbox"),
+            "quality": sum(quality["timing"].values()) if quality and "timing" in quality else None}
+
+
+def table(models: Path) -> str:
+    lines = ["| model | " + " | ".join(f"{c} (s)" for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    totals = dict.fromkeys(COLUMNS, 0.0)
+    counts = dict.fromkeys(COLUMNS, 0)
+    for model in sorted(p for p in models.iterdir() if p.is_dir()):
+        times = model_times(model)
+        cells = []
+        for column in COLUMNS:
+            value = times[column]
+            cells.append("not recorded" if value is None else f"{value:.0f}")
+            if value is not None:
+                totals[column] += value
+                counts[column] += 1
+        lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
+    lines.append("| **sum (models recorded)** | " + " | ".join(f"{totals[c]:.0f} ({counts[c]})" for c in COLUMNS)
+                 + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="the saved models' folder")
+    args = parser.parse_args()
+    print(table(args.models), end="")
+
+
+if __name__ == "__main__":
+    main()
