@@ -158,6 +158,18 @@ frozen=(--config "$results/frozen.yaml" --set train.attack_every_epochs=$(( epoc
         --set train.sample_every=0)
 attack_args=(--data-dir "$data" --dump-dir "$dump" --seed "$attack_seed" --device "$device" "${attack_param_args[@]}")
 exp_of() { if [ "$2" = 1 ]; then echo "$work/exp/$1"; else echo "$work/exp/$1.seed$2"; fi; }
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 5 ] && [ ! -f "$data/splits.json" ]; then
+  echo "$0: no $data/splits.json (a fresh machine?): run 'local/cpu_study.sh --stage 0 --stop-stage 1' first" \
+    "(the corpus, splits and features: minutes), then this command again" >&2
+  exit 1
+fi
+# A system whose training diverged at the frozen setting trains, every seed, at the learning rate the rule in
+# docs/study.md gave it (docs/study/stability.yaml: system -> overrides; decided from training losses alone)
+stability=$results/stability.yaml
+stability_args() {  # stability_args SYS: its --set overrides, one per line
+  [ -f "$stability" ] || return 0
+  python -c "import sys, yaml; [print(f'--set\n{k}={v}') for k, v in ((yaml.safe_load(open(sys.argv[1])) or {}).get(sys.argv[2], {}).get('set') or {}).items()]" "$stability" "$1"
+}
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 5 ]; then
   python local/study_results.py --work-dir "$work" --results-dir "$results" --restore
 fi
@@ -166,8 +178,11 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
   local conf=conf/$sys.yaml exp
   exp=$(exp_of "$sys" "$k")
   [ -f "$conf" ] || { echo "$0: no $conf" >&2; return 2; }
+  local stable=() stable_text
+  stable_text=$(stability_args "$sys") || { echo "$0: cannot read $stability" >&2; return 2; }
+  [ -z "$stable_text" ] || mapfile -t stable <<<"$stable_text"
   run_stage 5 "train-$sys-seed$k" holdtts train --config "$conf" --config conf/tiny.yaml "${frozen[@]}" \
-    --set train.seed=$(( 4000 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
+    "${stable[@]}" --set train.seed=$(( 4000 + k )) "$@" --exp-dir "$exp" --data-dir "$data" --dump-dir "$dump" \
     --device "$device" --no-progress
   if [[ "$sys" == dualmd* ]]; then
     for t in 1 2; do  # each teacher against its own half (its members) and the shared non-members
