@@ -288,4 +288,4 @@ def test_attack_cli_and_evaluate_on_a_multi_speaker_system(recipe, tmp_path):
     header = (tmp_path / "evaluate" / "quality.tsv").read_text().splitlines()[0].split("\t")
     assert "speaker" in header and "spk_cosine_speaker" in header
     assert set(summary["timing"]) == {"synthesis_seconds", "references_and_scoring_seconds"}
-    assert all(seconds > 0 for seconds in summary["timing"].values())
+    assert all(seconds >= 0 for seconds in summary["timing"].values())

@@ -168,6 +168,15 @@ def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_p
     assert study_times.model_times(models / "vp") == {
         "training steps": 50.0, "in-training attacks": None, "white-box attacks": 2.0,
         "black-box attack": None, "quality": None}
+    # a resumed run logs an epoch's attack twice: its last line counts; a teacher's attack not finished: none
+    log = models / "dualmd" / "teacher1" / "train_log.jsonl"
+    log.write_text(log.read_text() + "\n" + json.dumps({**attack_line, "time/attack_seconds": 9.5}))
+    times = study_times.model_times(models / "dualmd")
+    assert times["in-training attacks"] == 17.0
+    shutil.rmtree(models / "dualmd" / "attack_teacher2")
+    assert study_times.model_times(models / "dualmd")["white-box attacks"] is None
+    shutil.copytree(models / "dualmd" / "attack_teacher1", models / "dualmd" / "attack_teacher2")
+    log.write_text(log.read_text().rsplit("\n", 1)[0])
     rows = study_times.table(models).splitlines()
     assert rows[2] == "| dualmd | 220 | 15 | 30 | 40 | 7 |"
     assert rows[3] == "| vp | 50 | not recorded | 2 | not recorded | not recorded |"

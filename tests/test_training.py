@@ -191,3 +191,42 @@ def test_attacks_during_training_do_not_change_training(mini_recipe, tmp_path):
     assert_same_weights(final_state(plain), final_state(attacked))
     a, b = final_state(plain)["optimizer"], final_state(attacked)["optimizer"]
     assert all(torch.equal(a["state"][k]["exp_avg"], b["state"][k]["exp_avg"]) for k in a["state"])
+
+
+class _Faulty(Trainer):
+    """A Trainer whose steps in `nan_loss` have a NaN loss and whose steps in `inf_grad` a finite loss with an
+    infinite gradient (state.step counts the steps done before this one)."""
+
+    nan_loss: set = set()
+    inf_grad: set = set()
+
+    def step_losses(self, batch):
+        terms = super().step_losses(batch)
+        if self.state.step in self.nan_loss:
+            terms["diffusion"] = terms["diffusion"] * float("nan")
+        if self.state.step in self.inf_grad:
+            total = next(p for p in self.model.parameters() if p.requires_grad).sum()
+            total.register_hook(lambda g: g * float("inf"))
+            terms["diffusion"] = terms["diffusion"] + (total - total.detach())  # adds 0; its gradient is inf
+        return terms
+
+
+def test_non_finite_steps_are_skipped_without_touching_the_weights(mini_recipe, tmp_path, caplog):
+    """A NaN loss, and a finite loss with an infinite gradient (which clipping would turn into NaN weights),
+    are both skipped: the weights stay finite; MAX_BAD_STEPS of them in a row stop training with an error."""
+    from holdtts.errors import HoldttsError
+
+    faulty = type("Faulty", (_Faulty,), {"nan_loss": {2}, "inf_grad": {3}})
+    summary = faulty(tiny_config("vp", "train.max_steps=6"), tmp_path / "a", mini_recipe / "data",
+                     mini_recipe / "dump", device="cpu", progress_bar=False).run()
+    assert summary["finished"]
+    assert "non-finite loss (nan)" in caplog.text and "non-finite gradient norm (inf)" in caplog.text
+    state = final_state(tmp_path / "a")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    logged = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "train/loss" in r] == [1, 2, 5, 6]  # steps 3 and 4 skipped
+
+    always = type("Always", (_Faulty,), {"inf_grad": set(range(100))})
+    with pytest.raises(HoldttsError, match="10 consecutive non-finite steps"):
+        always(tiny_config("vp", "train.max_steps=20"), tmp_path / "b", mini_recipe / "data",
+               mini_recipe / "dump", device="cpu", progress_bar=False).run()

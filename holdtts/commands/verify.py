@@ -20,28 +20,33 @@ def command(paths, quiet):
              mean speaker cosine; FD and KID need embeddings that are not committed and are listed as
              not checked
 
-    Exits 1 when any value differs. Example: holdtts verify docs/study docs/demo_run
+    A summary without its rows, or one an older holdtts wrote without the settings it was computed with,
+    is listed as NOT CHECKED. Exits 1 when any value differs. Example: holdtts verify docs/study docs/demo_run
     """
     from holdtts.report.verify import result_folders, verify_attack, verify_quality
 
     folders = result_folders(list(paths))
     if not folders:
         raise click.ClickException(f"no metrics.json + rows.tsv or quality.json + quality.tsv under {', '.join(paths)}")
-    failed = checked = 0
+    failed = checked = skipped = 0
     unchecked: set[str] = set()
     for kind, folder in folders:
         check = verify_attack(folder) if kind == "attack" else verify_quality(folder)
         checked += check.checked
         unchecked.update(check.unchecked)
-        if not check.ok:
+        if check.not_checkable:
+            skipped += 1
+            click.echo(f"NOT CHECKED {kind:7s} {folder}: {check.not_checkable}")
+        elif check.mismatches:
             failed += 1
             click.echo(f"DIFFERS  {kind:7s} {folder}")
             for line in check.mismatches:
                 click.echo(f"    {line}")
         elif not quiet:
             click.echo(f"ok       {kind:7s} {folder} ({check.checked} values)")
-    click.echo(f"{len(folders) - failed} of {len(folders)} result folders recompute exactly from their rows "
+    click.echo(f"{len(folders) - failed - skipped} of {len(folders)} result folders recompute exactly from their rows "
                f"({checked} values compared)"
+               + (f"; {skipped} could not be checked" if skipped else "")
                + (f"; not checkable from rows: {', '.join(sorted(unchecked))}" if unchecked else ""))
     if failed:
         sys.exit(1)

@@ -36,7 +36,7 @@ import numpy as np
 from holdtts.errors import HoldttsError, InputError
 from holdtts.quality import asr, bootstrap, dnsmos, frechet, kid, mcd
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, Clip, log_mel
-from holdtts.utils.fileio import atomic_open, refuse_overwrite, write_json_atomic
+from holdtts.utils.fileio import atomic_open, refuse_overwrite, strict_json, write_json_atomic
 
 METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "wer_domain", "wer_espeak", "mcd")
 DEFAULT_METRICS = ("fd_speaker", "fd_logmel", "dnsmos", "wer", "mcd")  # wer_domain, wer_espeak: mini corpus only
@@ -324,19 +324,7 @@ def error_rate_intervals(rows: Sequence[Mapping], metric: str, side: str = "gene
             "cer_interval": bootstrap.interval(pairs(f"{prefix}_char_errors", "wer_ref_chars"))}
 
 
-def _jsonable(value):
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no NaN
-    return value
-
-
 def write_summary_json(path: str | os.PathLike, summary: Mapping, overwrite: bool = False) -> None:
     """The set-level summary as JSON, written atomically."""
     refuse_overwrite(path, overwrite, "quality summary")
-    write_json_atomic(path, _jsonable(summary))
+    write_json_atomic(path, strict_json(summary))

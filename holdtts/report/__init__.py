@@ -10,7 +10,6 @@ leaves no report that looks complete.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from holdtts.report.collect import (
 )
 from holdtts.report.figures import RocCurve, roc_curves, write_figures
 from holdtts.report.markdown import build_summary, headline_tsv, render_markdown
-from holdtts.utils.fileio import ensure_dir, refuse_overwrite
+from holdtts.utils.fileio import ensure_dir, refuse_overwrite, strict_json
 
 __all__ = [
     "QUALITY_METRICS", "TEXT_SIDE_ATTACKS", "AttackEntry", "AttackRun", "ReportResult", "RocCurve",
@@ -44,16 +43,6 @@ class ReportResult:
     out_dir: Path
     summary: dict  # what report.json holds
     records: list[SystemRecord]
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no inf: an infinite epsilon is written as null (see "notes")
-    return value
 
 
 def _install(tmp: Path, out_dir: Path, replace: bool) -> None:
@@ -94,7 +83,7 @@ def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         figures = write_figures(records, tmp)
         summary = build_summary(records, figures, exp_dir, splits_path, splits,
                                 None if preregistered is None else Path(preregistered))
-        (tmp / "report.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n", encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(strict_json(summary), indent=2) + "\n", encoding="utf-8")
         (tmp / "headline.tsv").write_text(headline_tsv(summary), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(summary, records), encoding="utf-8")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes directories private; give the report the usual mode

@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import InputError
-from holdtts.privacy.metrics import metrics_from_rows
+from holdtts.privacy.metrics import HELDOUT_ONLY, compute_metrics, heldout_interval_metrics, read_rows
 from holdtts.quality import asr
 from holdtts.quality.evaluate import read_rows_tsv
+from holdtts.utils.fileio import read_json, strict_json
 
-ATTACK_FILES = ("metrics.json", "rows.tsv")
-QUALITY_FILES = ("quality.json", "quality.tsv")
 SET_LEVEL = ("fd_speaker", "kid_speaker", "fd_logmel", "kid_logmel")  # need what is not committed
 WER_METRICS = ("wer", "wer_domain", "wer_espeak")
 
@@ -40,18 +39,12 @@ class Check:
     kind: str  # "attack" or "quality"
     checked: int = 0  # values compared
     mismatches: list[str] = field(default_factory=list)  # "key: committed X, recomputed Y"
-    unchecked: list[str] = field(default_factory=list)  # keys that the rows cannot give
+    unchecked: list[str] = field(default_factory=list)  # entries that the rows cannot give
+    not_checkable: str | None = None  # why nothing in the file could be recomputed
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches
-
-
-def _load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON ({err.msg})", path, err.lineno) from err
+        return not self.mismatches and self.not_checkable is None
 
 
 def _same(a, b) -> bool:
@@ -85,17 +78,24 @@ def _compare(committed, recomputed, key: str, check: Check) -> None:
 def verify_attack(folder: str | os.PathLike) -> Check:
     """metrics.json recomputed in full from rows.tsv with the settings it records."""
     folder = Path(folder)
-    saved = _load_json(folder / "metrics.json")
     check = Check(folder, "attack")
+    if not (folder / "rows.tsv").is_file():
+        check.not_checkable = "no rows.tsv beside metrics.json"
+        return check
+    saved = read_json(folder / "metrics.json")
     try:
         options = {"bootstrap_samples": saved["bootstrap"]["samples"], "seed": saved["bootstrap"]["seed"],
-                   "permutations": saved["permutation"]["permutations"], "split_seed": saved["split"]["seed"],
-                   "alternative": saved["alternative"]}
+                   "permutations": saved["permutation"]["permutations"]}
+        split_seed, alternative = saved["split"]["seed"], saved["alternative"]
     except (KeyError, TypeError) as err:
-        raise InputError(f"does not record the setting {err} it was computed with (an older holdtts wrote it; "
-                         "run `holdtts attack` again)", folder / "metrics.json") from err
+        check.not_checkable = f"an older holdtts wrote it: it does not record the setting {err} it was computed with"
+        return check
+    rows = read_rows(folder / "rows.tsv")
     try:
-        again = metrics_from_rows(folder / "rows.tsv", **options)
+        if saved["bootstrap"].get("scope") == HELDOUT_ONLY:  # the toy study's intervals
+            again = heldout_interval_metrics(rows, **options)
+        else:
+            again = compute_metrics(rows, split_seed=split_seed, alternative=alternative, **options)
     except ValueError as err:
         raise InputError(str(err), folder / "rows.tsv") from err
     _compare(saved, json.loads(json.dumps(again)), "", check)
@@ -106,53 +106,74 @@ def _mean(values: list[float]) -> float:  # holdtts.quality.evaluate's arithmeti
     return float(np.mean(values))
 
 
-def _word_errors(rows: list[dict], prefix: str) -> list[asr.WordErrors]:
-    return [asr.WordErrors(reference=row["text"], hypothesis=row[f"{prefix}_hyp"],
-                           substitutions=int(row[f"{prefix}_sub"]), deletions=int(row[f"{prefix}_del"]),
-                           insertions=int(row[f"{prefix}_ins"]), char_errors=int(row[f"{prefix}_char_errors"]))
-            for row in rows]
+def _column(rows: list[dict], column: str, kind, table: Path) -> list:
+    values = []
+    for line, row in enumerate(rows, 2):
+        try:
+            values.append(kind(row[column]))
+        except KeyError as err:
+            raise InputError(f"no column {err} for a statistic that quality.json reports", table, 1) from err
+        except ValueError as err:
+            raise InputError(f"column {column}: {err}", table, line) from err
+    return values
 
 
-def _floats(rows: list[dict], column: str, path: Path) -> list[float]:
-    try:
-        return [float(row[column]) for row in rows]
-    except KeyError as err:
-        raise InputError(f"no column {err} for the statistic quality.json reports", path) from err
-    except ValueError as err:
-        raise InputError(f"column {column}: {err}", path) from err
+def _word_errors(rows: list[dict], prefix: str, table: Path) -> list[asr.WordErrors]:
+    counts = {part: _column(rows, f"{prefix}_{part}", int, table) for part in ("sub", "del", "ins", "char_errors")}
+    return [asr.WordErrors(reference=row["text"], hypothesis=row[f"{prefix}_hyp"], substitutions=counts["sub"][i],
+                           deletions=counts["del"][i], insertions=counts["ins"][i],
+                           char_errors=counts["char_errors"][i])
+            for i, row in enumerate(rows)]
+
+
+def _speaker_similarity(rows: list[dict], table: Path) -> dict:
+    """evaluate.speaker_similarity_summary's means, from the cosines the rows hold."""
+    to_speaker = _column(rows, "spk_cosine_speaker", float, table)
+    pair = _column(rows, "spk_cosine", float, table)
+    groups: dict[str, list[int]] = {}
+    for i, speaker in enumerate(_column(rows, "speaker", str, table)):
+        groups.setdefault(speaker, []).append(i)
+    per_speaker = {name: {"n": len(index), "mean_cosine_to_speaker": _mean([to_speaker[i] for i in index]),
+                          "mean_pair_cosine": _mean([pair[i] for i in index])}
+                   for name, index in sorted(groups.items())}
+    return {"per_speaker": per_speaker, "mean_cosine_to_speaker": _mean(to_speaker),
+            "speaker_mean_cosine_to_speaker": _mean([v["mean_cosine_to_speaker"] for v in per_speaker.values()]),
+            "num_speakers": len(per_speaker)}
 
 
 def verify_quality(folder: str | os.PathLike) -> Check:
     """The per-utterance statistics of quality.json recomputed from quality.tsv."""
     folder = Path(folder)
-    saved = _load_json(folder / "quality.json")
-    table = folder / "quality.tsv"
-    rows = read_rows_tsv(table)
     check = Check(folder, "quality")
+    table = folder / "quality.tsv"
+    if not table.is_file():
+        check.not_checkable = "no quality.tsv beside quality.json"
+        return check
+    saved = read_json(folder / "quality.json")
+    rows = read_rows_tsv(table)
+    if not rows:
+        raise InputError("no utterances", table)
     _compare(saved.get("n_utterances"), len(rows), "n_utterances.", check)
     again: dict = {}
     if "mean_spk_cosine" in saved.get("fd_speaker", {}):
-        again["fd_speaker"] = {"mean_spk_cosine": _mean(_floats(rows, "spk_cosine", table))}
+        again["fd_speaker"] = {"mean_spk_cosine": _mean(_column(rows, "spk_cosine", float, table))}
+    if "speaker_similarity" in saved:
+        again["speaker_similarity"] = _speaker_similarity(rows, table)
     if "dnsmos" in saved:
-        again["dnsmos"] = {side: {key: _mean(_floats(rows, f"{prefix}_{key}", table)) for key in saved["dnsmos"][side]}
+        again["dnsmos"] = {side: {key: _mean(_column(rows, f"{prefix}_{key}", float, table))
+                                  for key in saved["dnsmos"][side]}
                            for side, prefix in (("generated", "dnsmos"), ("reference", "ref_dnsmos"))
                            if side in saved["dnsmos"]}
     if "mcd" in saved:
-        values = _floats(rows, "mcd", table)
+        values = _column(rows, "mcd", float, table)
         again["mcd"] = {"mean": _mean(values), "std": float(np.std(values)), "n": len(values)}
     for metric in WER_METRICS:
-        if metric not in saved:
-            continue
-        again[metric] = {}
-        for side in ("generated", "reference"):
-            if side not in saved[metric]:
-                continue
-            prefix = metric if side == "generated" else f"ref_{metric}"
-            try:
-                again[metric][side] = asr.corpus_wer(_word_errors(rows, prefix))
-            except KeyError as err:
-                raise InputError(f"no column {err} for {metric} ({side})", table) from err
-    for name, recomputed in json.loads(json.dumps(again)).items():
+        if metric in saved:
+            again[metric] = {side: asr.corpus_wer(_word_errors(rows, metric if side == "generated" else f"ref_{metric}",
+                                                               table))
+                             for side in ("generated", "reference") if side in saved[metric]}
+    # evaluate writes NaN as null (strict JSON): the same conversion before comparing
+    for name, recomputed in json.loads(json.dumps(strict_json(again))).items():
         committed = saved[name]
         for part, values in recomputed.items():
             # only what the rows determine; a summary written before a key existed keeps its own keys
@@ -161,20 +182,21 @@ def verify_quality(folder: str | os.PathLike) -> Check:
                 _compare({k: committed[part][k] for k in values}, values, f"{name}.{part}.", check)
             else:
                 _compare(committed[part], values, f"{name}.{part}.", check)
-    check.unchecked = [f"{name}.value" for name in SET_LEVEL if name in saved]
+    check.unchecked = [f"{name} (all but mean_spk_cosine)" if name == "fd_speaker" else name
+                       for name in SET_LEVEL if name in saved]
     return check
 
 
 def result_folders(paths: list[str | os.PathLike]) -> list[tuple[str, Path]]:
-    """(kind, folder) for every attack and evaluation result at or under the paths (a file names its folder)."""
+    """(kind, folder) for every attack and evaluation summary at or under the paths (a file names its folder);
+    a summary without its rows is listed too, and verify says it cannot be checked."""
     found: set[tuple[str, Path]] = set()
     for root in map(Path, paths):
         if not root.exists():
             raise InputError("no such file or directory", root)
-        for kind, (summary, rows) in (("attack", ATTACK_FILES), ("quality", QUALITY_FILES)):
+        for kind, summary in (("attack", "metrics.json"), ("quality", "quality.json")):
             candidates = [root.parent] if root.is_file() else [root, *(p.parent for p in root.rglob(summary))]
-            found.update((kind, folder) for folder in candidates
-                         if (folder / summary).is_file() and (folder / rows).is_file())
+            found.update((kind, folder) for folder in candidates if (folder / summary).is_file())
     return sorted(found, key=lambda item: (str(item[1]), item[0]))
 
 

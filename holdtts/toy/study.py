@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from holdtts.errors import ConfigError, HoldttsError
-from holdtts.privacy.metrics import compute_metrics, write_rows
-from holdtts.privacy.statistics import ScoreTable, leakage
+from holdtts.privacy.metrics import heldout_interval_metrics, write_rows
 from holdtts.toy.attack import TOY_ATTACKS, attack_rows
 from holdtts.toy.data import ToyData, make_toy_data
 from holdtts.toy.model import ToyDiffusionModel, make_toy_process
@@ -133,15 +132,9 @@ def _build(cfg: StudyConfig, spec: ModelSpec, data: ToyData) -> ToyDiffusionMode
 
 
 def toy_metrics(rows: list[dict], cfg: StudyConfig) -> dict:
-    """compute_metrics's JSON, with bootstrap intervals on the held-out figures only (headline and each
-    attack's held-out AUROC). Its descriptive per-(attack, t) intervals are left out: at 1000 resamples they
-    cost minutes per model (sklearn's ROC for every resample of every cell), and no finding uses them."""
-    metrics = compute_metrics(rows, 0, seed=cfg.attack_seed, permutations=cfg.permutations)
-    metrics.update(leakage(ScoreTable.from_rows(rows), bootstrap_samples=cfg.bootstrap, seed=cfg.attack_seed,
-                           permutations=cfg.permutations))
-    metrics["bootstrap"] = {**metrics["bootstrap"], "samples": cfg.bootstrap,
-                            "scope": "headline and heldout only; attacks.*.by_t carry no interval"}
-    return metrics
+    """Intervals on the held-out figures only: per-(attack, t) intervals at 1000 resamples would cost minutes
+    per model (sklearn's ROC for every resample of every cell), and no finding uses them."""
+    return heldout_interval_metrics(rows, cfg.bootstrap, seed=cfg.attack_seed, permutations=cfg.permutations)
 
 
 def run_model(cfg: StudyConfig, spec: ModelSpec, data: ToyData, model_dir: Path) -> dict:

@@ -238,17 +238,18 @@ class Trainer(TrainingLoop):
             loss = sum(weights[k] * terms[k].float().mean() for k in terms if weights.get(k, 0.0))
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            self._bad_steps += 1
-            log.warning("step %d: non-finite loss (%s) on %s; step skipped", self.state.step, loss.item(),
-                        ", ".join(batch.utt_ids))
-            if self._bad_steps >= MAX_BAD_STEPS:
-                raise HoldttsError(f"{MAX_BAD_STEPS} consecutive non-finite losses at step {self.state.step}: "
-                                   "lower train.lr or use train.precision=fp32")
+            self._bad_step(f"non-finite loss ({loss.item()})", batch)
             return None
-        self._bad_steps = 0
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.cfg.train.grad_clip)
+        if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
+            # a finite loss with an inf/NaN gradient: clipping would turn it into NaN weights for good (fp16's
+            # scaler skips such steps itself)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._bad_step(f"non-finite gradient norm ({float(grad_norm)})", batch)
+            return None
+        self._bad_steps = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -257,6 +258,13 @@ class Trainer(TrainingLoop):
         out["loss"] = float(loss.detach())
         out["grad_norm"] = float(grad_norm)
         return out
+
+    def _bad_step(self, what: str, batch: Batch) -> None:
+        self._bad_steps += 1
+        log.warning("step %d: %s on %s; step skipped", self.state.step, what, ", ".join(batch.utt_ids))
+        if self._bad_steps >= MAX_BAD_STEPS:
+            raise HoldttsError(f"{MAX_BAD_STEPS} consecutive non-finite steps at step {self.state.step}: "
+                               "lower train.lr or use train.precision=fp32")
 
     # ------------------------------------------------------------------ validation and samples
 

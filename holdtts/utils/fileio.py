@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from holdtts.errors import HoldttsError, InputError
 
@@ -112,6 +115,20 @@ def read_json(path: str | os.PathLike):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"invalid JSON ({err.msg})", path, err.lineno) from err
+
+
+def strict_json(value):
+    """value with numpy scalars as Python numbers and NaN/inf as null: strict JSON has neither (an infinite
+    epsilon, a NaN score of a clip that could not be scored)."""
+    if isinstance(value, Mapping):
+        return {str(key): strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:

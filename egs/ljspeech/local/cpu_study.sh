@@ -209,9 +209,10 @@ for k in $(seq 1 "$seeds"); do
     [ -z "$(teachers_of "$sys")" ] || continue  # a DistillMD student: after its teachers
     pipeline "$sys" "$k"
   done
-  # Each student starts the moment its teachers' pipeline has ended, beside whatever else runs (no barrier:
-  # a free core never waits for the seed's slowest model). A failed teacher skips its student here; its
-  # status stops the script at the final wait_all.
+  # Each student starts once its own teachers' pipeline has ended, beside whatever else runs: no barrier on
+  # the seed's other models (while the script waits for the teachers, a core may idle; they were started
+  # first, so seldom long). A failed pipeline skips its student here, and its status stops the script at
+  # the final wait_all, after every seed has run.
   for sys in $systems; do
     teachers=$(teachers_of "$sys")
     [ -n "$teachers" ] || continue

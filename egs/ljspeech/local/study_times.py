@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The wall time of each part of every finished model of the CPU study, from the files saved with it.
+"""The wall time of each part of every saved model of the CPU study, from the files saved with it.
 
     local/study_times.py [--models ../../docs/study/main/models] > table.md
 
@@ -9,6 +9,7 @@ Per model (DualMD: both teachers added):
 - attacks: the white-box suite (attack/, or each teacher's attack_teacher*/) and the black-box synthesis
   attack, each the sum of its attacks' seconds (attack.json), without loading and the statistics;
 - quality: synthesis and scoring (quality.json `timing`; recorded since sitting 8).
+"not recorded": the model's files have no record of that part (an older model, or a stage not finished).
 What ran beside each part (two study jobs of one thread each, other jobs) is in docs/study.md's sittings:
 these are the study's own records, not timings on an idle machine.
 """
@@ -49,13 +50,17 @@ def model_times(model: Path) -> dict[str, float | None]:
         steps += summary["train_seconds"]
         lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
                  if line.strip()] if (folder / "train_log.jsonl").is_file() else []
-        attacks = [line for line in lines if "attack/headline/auroc" in line]
+        # a run resumed at an epoch's last step attacks that epoch again: the last line of a step counts
+        attacks = list({line["step"]: line for line in lines if "attack/headline/auroc" in line}.values())
         recorded &= bool(attacks) and all("time/attack_seconds" in line for line in attacks)
         in_training += sum(line.get("time/attack_seconds", 0.0) for line in attacks)
-    white = [_attack_seconds(d) for d in sorted(model.glob("attack")) + sorted(model.glob("attack_teacher*"))]
+    # the white-box suite: attack/, or one attack_teacher<i>/ per teacher<i>/ (a missing one: not finished)
+    folders = ([model / f"attack_{d.name}" for d in _training_dirs(model)] if (model / "teacher1").is_dir()
+               else [model / "attack"])
+    white = [_attack_seconds(d) for d in folders]
     quality = _json(model / "evaluate" / "quality.json")
     return {"training steps": steps, "in-training attacks": in_training if recorded else None,
-            "white-box attacks": sum(white) if white and None not in white else None,
+            "white-box attacks": None if None in white else sum(white),
             "black-box attack": _attack_seconds(model / "attack_blackbox"),
             "quality": sum(quality["timing"].values()) if quality and "timing" in quality else None}
 
