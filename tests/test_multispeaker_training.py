@@ -287,5 +287,9 @@ def test_attack_cli_and_evaluate_on_a_multi_speaker_system(recipe, tmp_path):
     assert -1 <= similarity["mean_cosine_to_speaker"] <= 1
     header = (tmp_path / "evaluate" / "quality.tsv").read_text().splitlines()[0].split("\t")
     assert "speaker" in header and "spk_cosine_speaker" in header
+    from holdtts.report.verify import verify_quality
+
+    check = verify_quality(tmp_path / "evaluate")  # speaker similarity recomputes from quality.tsv
+    assert check.ok and check.checked > 10, check.mismatches
     assert set(summary["timing"]) == {"synthesis_seconds", "references_and_scoring_seconds"}
     assert all(seconds >= 0 for seconds in summary["timing"].values())

@@ -23,15 +23,15 @@ def command(paths, quiet):
     A summary without its rows, or one an older holdtts wrote without the settings it was computed with,
     is listed as NOT CHECKED. Exits 1 when any value differs. Example: holdtts verify docs/study docs/demo_run
     """
-    from holdtts.report.verify import result_folders, verify_attack, verify_quality
+    from holdtts.report.verify import verify
 
-    folders = result_folders(list(paths))
-    if not folders:
+    checks = verify(list(paths))
+    if not checks:
         raise click.ClickException(f"no metrics.json + rows.tsv or quality.json + quality.tsv under {', '.join(paths)}")
     failed = checked = skipped = 0
     unchecked: set[str] = set()
-    for kind, folder in folders:
-        check = verify_attack(folder) if kind == "attack" else verify_quality(folder)
+    for check in checks:
+        kind, folder = check.kind, check.path
         checked += check.checked
         unchecked.update(check.unchecked)
         if check.not_checkable:
@@ -44,7 +44,7 @@ def command(paths, quiet):
                 click.echo(f"    {line}")
         elif not quiet:
             click.echo(f"ok       {kind:7s} {folder} ({check.checked} values)")
-    click.echo(f"{len(folders) - failed - skipped} of {len(folders)} result folders recompute exactly from their rows "
+    click.echo(f"{len(checks) - failed - skipped} of {len(checks)} result folders recompute exactly from their rows "
                f"({checked} values compared)"
                + (f"; {skipped} could not be checked" if skipped else "")
                + (f"; not checkable from rows: {', '.join(sorted(unchecked))}" if unchecked else ""))

@@ -256,25 +256,34 @@ def speaker_similarity_summary(rows: list[dict], embeddings: Mapping[str, Mappin
     generated embedding with the (L2-normalised) centroid of the speaker's reference embeddings
     (`spk_cosine_speaker`, set on the rows); per speaker its mean and the mean paired cosine; overall the
     mean over utterances and the mean over speakers (every speaker weighted alike)."""
-    by_speaker: dict[str, list[dict]] = {}
-    for row in rows:
-        by_speaker.setdefault(row["speaker"], []).append(row)
-    per_speaker = {}
-    for name, group in sorted(by_speaker.items()):
+    for group in _by_speaker(rows).values():
         centroid = np.mean([embeddings[r["utt_id"]]["reference"] for r in group], axis=0)
         centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
         for r in group:
             r["spk_cosine_speaker"] = float(embeddings[r["utt_id"]]["generated"] @ centroid)
-        per_speaker[name] = {"n": len(group), "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in group]),
-                             "mean_pair_cosine": _mean([r["spk_cosine"] for r in group])}
     return {
-        "per_speaker": per_speaker,
-        "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in rows]),
-        "speaker_mean_cosine_to_speaker": _mean([v["mean_cosine_to_speaker"] for v in per_speaker.values()]),
-        "num_speakers": len(per_speaker),
+        **speaker_similarity_means(rows),
         "definition": "cosine of the generated clip's Resemblyzer embedding with the normalised centroid of its "
                       "speaker's reference clips (the real recordings of the evaluated split, vocoded alike)",
     }
+
+
+def _by_speaker(rows: Sequence[Mapping]) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row["speaker"], []).append(row)
+    return dict(sorted(groups.items()))
+
+
+def speaker_similarity_means(rows: Sequence[Mapping]) -> dict:
+    """The per-speaker and overall means of speaker_similarity_summary, from rows holding `speaker`,
+    `spk_cosine` and `spk_cosine_speaker` (numbers; holdtts verify recomputes them from quality.tsv)."""
+    per_speaker = {name: {"n": len(group), "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in group]),
+                          "mean_pair_cosine": _mean([r["spk_cosine"] for r in group])}
+                   for name, group in _by_speaker(rows).items()}
+    return {"per_speaker": per_speaker, "mean_cosine_to_speaker": _mean([r["spk_cosine_speaker"] for r in rows]),
+            "speaker_mean_cosine_to_speaker": _mean([v["mean_cosine_to_speaker"] for v in per_speaker.values()]),
+            "num_speakers": len(per_speaker)}
 
 
 def _tsv_field(value) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from holdtts.errors import InputError
 from holdtts.privacy.metrics import HELDOUT_ONLY, compute_metrics, heldout_interval_metrics, read_rows
 from holdtts.quality import asr
-from holdtts.quality.evaluate import read_rows_tsv
+from holdtts.quality.evaluate import read_rows_tsv, speaker_similarity_means
 from holdtts.utils.fileio import read_json, strict_json
 
 SET_LEVEL = ("fd_speaker", "kid_speaker", "fd_logmel", "kid_logmel")  # need what is not committed
@@ -127,18 +127,9 @@ def _word_errors(rows: list[dict], prefix: str, table: Path) -> list[asr.WordErr
 
 
 def _speaker_similarity(rows: list[dict], table: Path) -> dict:
-    """evaluate.speaker_similarity_summary's means, from the cosines the rows hold."""
-    to_speaker = _column(rows, "spk_cosine_speaker", float, table)
-    pair = _column(rows, "spk_cosine", float, table)
-    groups: dict[str, list[int]] = {}
-    for i, speaker in enumerate(_column(rows, "speaker", str, table)):
-        groups.setdefault(speaker, []).append(i)
-    per_speaker = {name: {"n": len(index), "mean_cosine_to_speaker": _mean([to_speaker[i] for i in index]),
-                          "mean_pair_cosine": _mean([pair[i] for i in index])}
-                   for name, index in sorted(groups.items())}
-    return {"per_speaker": per_speaker, "mean_cosine_to_speaker": _mean(to_speaker),
-            "speaker_mean_cosine_to_speaker": _mean([v["mean_cosine_to_speaker"] for v in per_speaker.values()]),
-            "num_speakers": len(per_speaker)}
+    columns = {name: _column(rows, name, kind, table)
+               for name, kind in (("speaker", str), ("spk_cosine", float), ("spk_cosine_speaker", float))}
+    return speaker_similarity_means([dict(zip(columns, values)) for values in zip(*columns.values())])
 
 
 def verify_quality(folder: str | os.PathLike) -> Check:

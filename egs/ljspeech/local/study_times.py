@@ -19,12 +19,14 @@ import argparse
 import json
 from pathlib import Path
 
+from holdtts.utils.fileio import read_json
+
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "docs" / "study" / "main" / "models"
 COLUMNS = ("training steps", "in-training attacks", "white-box attacks", "black-box attack", "quality")
 
 
 def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None  # an unreadable file: an error naming it
 
 
 def _training_dirs(model: Path) -> list[Path]:
