@@ -499,3 +499,25 @@ def test_malformed_train_log_names_the_line(tmp_path):
     with pytest.raises(InputError) as err:
         write_report(exp)
     assert (err.value.path, err.value.line) == (str(log), 2)
+
+
+def test_own_sampler_quality_is_a_second_row_beside_the_common_one(tmp_path):
+    exp = tmp_path / "exp"
+    write_attack_dir(exp / "vp" / "attack", {"pia": {"0.3": 1.0}}, seed=1)
+    write_attack_dir(exp / "hold2" / "attack", {"pia": {"0.3": 0.5}}, seed=2)
+    write_quality(exp / "vp" / "evaluate", dnsmos_shift=0.0, mcd_shift=0.0, wer_errors=2)
+    write_quality(exp / "hold2" / "evaluate", dnsmos_shift=0.0, mcd_shift=0.5, wer_errors=3)
+    own = exp / "hold2" / "evaluate_own" / "quality.json"
+    write_quality(own.parent, dnsmos_shift=0.0, mcd_shift=2.0, wer_errors=5)
+    own.write_text(json.dumps({**json.loads(own.read_text()), "sampler": "splitting"}))
+    result = write_report(exp)
+    pair = result.summary["quality_tables"]["own_sampler"]
+    assert list(pair) == ["hold2"]  # vp has no evaluate_own/: no second row
+    assert (pair["hold2"]["common"]["sampler"], pair["hold2"]["own"]["sampler"]) == ("ode_euler", "splitting")
+    assert pair["hold2"]["own"]["wer"] == pytest.approx(0.5) and pair["hold2"]["common"]["wer"] == pytest.approx(0.3)
+    markdown = (result.out_dir / "report.md").read_text()
+    section = markdown.split("### Quality at each system's own sampler", 1)[1].split("\n## ", 1)[0]
+    common = next(line for line in section.splitlines() if line.startswith("| hold2 (common: ode_euler, 10 steps)"))
+    own_row = next(line for line in section.splitlines() if line.startswith("| hold2 (own: splitting, 10 steps)"))
+    assert "| 30.0% |" in common and "| 50.0% |" in own_row
+    assert "| vp (" not in section

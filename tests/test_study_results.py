@@ -117,9 +117,31 @@ def test_restore_recomputes_the_machine_dependent_checksums_of_the_same_data(tmp
             assert restored.read_text() == "\n".join(["command: holdtts train --data-dir machine1/data",
                                                       *study_results.local_fingerprint("machine1/data")]) + "\n"
             assert restored.read_text() != fingerprint + "\n"  # wav.scp's paths changed the raw checksum
+            # saving the restored model again keeps the committed marker: no churn from machine lines alone
+            study_results.save(root / "fresh", root / "docs")
+            saved = root / "docs" / "main" / "models" / "vp" / ".done" / "stage5.train-vp-seed1.done"
+            assert saved.read_text() == fingerprint + "\n"
         else:
             assert not restored.exists() and not (root / "fresh" / "exp" / "vp").exists()
         shutil.rmtree("machine1")
+
+
+def test_own_sampler_quality_is_its_own_stage_and_optional(tmp_path):
+    """evaluate_own/ (the HOLD++ systems' own sampler) is saved under its own marker, not as training files;
+    a model finished before that stage existed is complete without it."""
+    work, results = tmp_path / "study", tmp_path / "docs"
+    _model(work, "hold2.seed2", {**_full("hold2.seed2", "hold2", 2),
+                                 "stage7.evaluate-own-hold2-seed2.done": ["evaluate_own/quality.json"]})
+    _model(work, "hold2", _full("hold2", "hold2", 1))
+    assert study_results.stage_files(work / "exp" / "hold2.seed2")["7:evaluate-own-{sys}-seed{k}"] == [
+        Path("evaluate_own/quality.json")]
+    study_results.save(work, results)
+    fresh = tmp_path / "fresh"
+    study_results.restore(fresh, results)
+    assert (fresh / "exp" / "hold2.seed2" / "evaluate_own" / "quality.json").read_text() == (
+        "hold2.seed2/evaluate_own/quality.json")
+    assert (fresh / ".done" / "stage7.evaluate-own-hold2-seed2.done").is_file()
+    assert (fresh / "exp" / "hold2" / "evaluate" / "quality.json").is_file()  # restored without evaluate_own
 
 
 def test_a_pipeline_saves_only_its_own_model(tmp_path):

@@ -7,6 +7,7 @@ A system directory (exp/<system>/) may hold, all optional:
     system.json            composite systems (dualmd ...)   privacy.json         DP systems: epsilon, delta
     attack/, attack_<label>/   rows.tsv, metrics.json, attack.json (one directory per attacked model or view)
     evaluate/              quality.json (summary), quality.tsv (per utterance)
+    evaluate_own/          the same at the system's own sampler and steps (a second quality column)
 
 Nothing here formats or plots; a malformed file is an InputError naming it (and the line, where there is one).
 """
@@ -34,6 +35,7 @@ TEXT_SIDE_ATTACKS = ("duration", "prior")
 PREFERRED_ORDER = ("vp", "hold2", "hold3", "hold4")
 ATTACK_DIR = "attack"
 QUALITY_DIR = "evaluate"
+OWN_SAMPLER_DIR = "evaluate_own"  # quality at the system's own sampler and steps, where they differ from QUALITY_DIR's
 _CHECKPOINT = re.compile(r"^step-(\d+)\.pt$")
 # Several training seeds of one system: exp/<system>/, exp/<system>.seed<N>/ (also _seed<N>, -seed<N>).
 _SEED_SUFFIX = re.compile(r"^(?P<group>.+?)[._-]seed(?P<seed>\d+)$")
@@ -123,6 +125,7 @@ class SystemRecord:
     quality: dict | None = None  # evaluate/quality.json
     quality_path: Path | None = None
     quality_rows_path: Path | None = None
+    quality_own: dict | None = None  # evaluate_own/quality.json: the system's own sampler (a second column)
     training_aurocs: dict[str, list[TrainingPoint]] = field(default_factory=dict)  # attack -> by step
     # a model trained in parts (DualMD: teacher1/, teacher2/) logs per part: part -> attack -> by step
     part_training_aurocs: dict[str, dict[str, list[TrainingPoint]]] = field(default_factory=dict)
@@ -580,6 +583,11 @@ def load_system(path: str | os.PathLike) -> SystemRecord:
         record.quality_rows_path = rows if rows.is_file() else None
         if record.quality_rows_path:
             fill_error_rate_intervals(record.quality, record.quality_rows_path)
+    own = path / OWN_SAMPLER_DIR / "quality.json"
+    if own.is_file():
+        record.quality_own = validate_quality(read_json(own), own)
+        if (path / OWN_SAMPLER_DIR / "quality.tsv").is_file():
+            fill_error_rate_intervals(record.quality_own, path / OWN_SAMPLER_DIR / "quality.tsv")
     return record
 
 

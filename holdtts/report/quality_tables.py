@@ -73,7 +73,16 @@ def quality_summary(records: Iterable = (), exp_dir: str | Path | None = None) -
             reference = {row: _metric_values(q) for row, q in rows.items() if q}
         sanity = _read(root / "sanity.json")
     flagged = [k for k, e in (sanity or {}).get("metrics", {}).items() if not e.get("ranks_correctly", False)]
-    return {"systems": systems, "reference": reference, "sanity": sanity, "flagged": flagged}
+    # the second column: each system at its own sampler, beside the same system at the common one
+    own_sampler = {r.name: {"common": {**_metric_values(r.quality), **_sampler(r.quality)},
+                            "own": {**_metric_values(r.quality_own), **_sampler(r.quality_own)}}
+                   for r in records if getattr(r, "quality_own", None) and getattr(r, "quality", None)}
+    return {"systems": systems, "reference": reference, "sanity": sanity, "flagged": flagged,
+            "own_sampler": own_sampler}
+
+
+def _sampler(quality: dict) -> dict:
+    return {"sampler": quality.get("sampler"), "steps": quality.get("steps")}
 
 
 def _num(value, digits: int = 3) -> str:
@@ -123,6 +132,23 @@ def _sizes(numbers: dict) -> str:
     return "; ".join(parts)
 
 
+def _own_sampler_section(own: dict, flagged: set) -> list[str]:
+    """Each system that has it at its own sampler (evaluate_own/), the row above it at the common one."""
+    if not own:
+        return []
+    rows = [(f"{name} ({side}: {n.get('sampler')}, {n.get('steps')} steps)", n)
+            for name, pair in own.items() for side, n in (("common", pair["common"]), ("own", pair["own"]))]
+    shown = [(key, label) for key, label in _COLUMNS if any(numbers.get(key) is not None for _, numbers in rows)]
+    out = ["", "### Quality at each system's own sampler", "",
+           "The table above holds every system to one sampler and step count; here each system that has its own "
+           "(its config's synthesis section, evaluate_own/) is measured with it too, on the same sentences, "
+           "vocoder and seed. Systems whose own sampler is the common one have no second row.", "",
+           "| system | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
+    out += [f"| {name} | " + " | ".join(_cell(key, numbers, flagged) for key, _ in shown) + " |"
+            for name, numbers in rows]
+    return out
+
+
 def quality_sections(summary: dict) -> str:
     """Markdown: the quality table with the reference rows first, sample sizes and KID intervals under
     it, then the sanity table with its flagged metrics."""
@@ -147,6 +173,7 @@ def quality_sections(summary: dict) -> str:
         out.append(f"| {name} | " + " | ".join(_cell(key, numbers, flagged) for key, _ in shown) + " |")
     out += ["", "Sample sizes and intervals:", ""]
     out += [f"- {name}: {_sizes(numbers) or 'not stated'}" for name, numbers in rows]
+    out += _own_sampler_section(summary.get("own_sampler") or {}, flagged)
     sanity = summary.get("sanity")
     out += ["", "## Sanity table", ""]
     if not sanity:

@@ -17,7 +17,8 @@
 #                 dualmd_hold3 + distillmd_hold3, vp_dp at epsilon 8 and 1), AUROC logged while training
 #   6 attack      the full white-box suite (adaptive attacks included) and the text-side attacks on every
 #                 model (DualMD: each teacher), plus the black-box synthesis attack
-#   7 evaluate    quality on the non-member test sentences, one sampler and step count for all
+#   7 evaluate    quality on the non-member test sentences, one sampler and step count for all; and,
+#                 for a system whose own sampler differs (HOLD++: splitting), again at its own (evaluate_own/)
 #   8 report      holdtts report over study/exp (with the pre-registered cells of docs/study/preregistered.json),
 #                 and docs/study/ (report, rows, metrics) for the commit
 # Each stage is a holdtts command run through recipes/stages.sh: logged, timed, done-marked, and never
@@ -195,6 +196,17 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
   fi
   run_stage 6 "attack-$sys-seed$k-blackbox" holdtts attack --model "$exp" --out-dir "$exp/attack_blackbox" \
     --members members --attack synth_distance --param synth_distance.steps=10 "${attack_args[@]}"
+  # The second quality column: the system's own sampler and steps (its config's synthesis section), where
+  # they differ from the common ones. Before the common stage, so every model whose quality stage is done
+  # has it; a model finished before this stage existed (seed 1: its checkpoints are gone) goes without.
+  local own
+  own=$(python -c "from holdtts.config import load_config; import sys; s = load_config(sys.argv[1:]).synthesis; print(s.sampler, s.steps)" \
+    "$conf" conf/tiny.yaml "$results/frozen.yaml")
+  if [ "$own" != "$eval_sampler $eval_steps" ] && [ ! -f "$done_dir/stage7.evaluate-$sys-seed$k.done" ]; then
+    run_stage 7 "evaluate-own-$sys-seed$k" holdtts evaluate --model "$exp" --out-dir "$exp/evaluate_own" \
+      --data-dir "$data" --dump-dir "$dump" --vocoder griffin-lim --seed "$attack_seed" --device "$device" \
+      --cache-dir "$work/.cache/quality"
+  fi
   run_stage 7 "evaluate-$sys-seed$k" holdtts evaluate --model "$exp" --out-dir "$exp/evaluate" \
     --data-dir "$data" --dump-dir "$dump" --vocoder griffin-lim --sampler "$eval_sampler" --steps "$eval_steps" \
     --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"

@@ -35,7 +35,11 @@ KEEP = ("rows.tsv", "metrics.json", "attack.json", "quality.json", "quality.tsv"
 # the top-level folder of a model's files -> its stage (cpu_study.sh's stage names); everything else: training
 STAGE_OF_FOLDER = {"attack": "6:attack-{sys}-seed{k}", "attack_teacher1": "6:attack-{sys}-seed{k}-teacher1",
                    "attack_teacher2": "6:attack-{sys}-seed{k}-teacher2",
-                   "attack_blackbox": "6:attack-{sys}-seed{k}-blackbox", "evaluate": "7:evaluate-{sys}-seed{k}"}
+                   "attack_blackbox": "6:attack-{sys}-seed{k}-blackbox", "evaluate": "7:evaluate-{sys}-seed{k}",
+                   # the own-sampler quality (HOLD++ systems): not in expected_stages, since the models finished
+                   # before it existed lack it; it runs before "evaluate", so a model of the present pipeline
+                   # whose quality stage is done has it too
+                   "evaluate_own": "7:evaluate-own-{sys}-seed{k}"}
 TRAIN_STAGE = "5:train-{sys}-seed{k}"
 STAGES_SH = Path(__file__).resolve().parents[3] / "recipes" / "stages.sh"
 MACHINE_LINES = ("data", "features")  # marker lines whose checksums depend on paths and timings, not content
@@ -76,6 +80,17 @@ def local_fingerprint(folder: str) -> list[str]:
     out = subprocess.run(["bash", "-c", '. "$0"; _dir_fingerprint "$1"', str(STAGES_SH), folder],
                          capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
+
+
+def same_but_machine_lines(saved: Path, local: Path) -> bool:
+    """The saved marker says what the local one says, apart from the data and features checksums that a
+    restore recomputed for this machine: keep the saved one (a restored model's files are unchanged)."""
+    if not saved.is_file():
+        return False
+    def kept(path: Path) -> list[str]:
+        return [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.split(" ", 1)[0] not in MACHINE_LINES]
+    return kept(saved) == kept(local)
 
 
 def marker_name(stage: str, model: str) -> str:
@@ -119,7 +134,8 @@ def save(work: Path, results: Path, model: str | None = None) -> None:
                 (bundle / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(exp / relative, bundle / relative)
             (bundle / ".done").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(marker, bundle / ".done" / marker.name)
+            if not same_but_machine_lines(bundle / ".done" / marker.name, marker):
+                shutil.copyfile(marker, bundle / ".done" / marker.name)
             inputs_path = bundle / ".done" / INPUTS
             inputs = json.loads(inputs_path.read_text(encoding="utf-8")) if inputs_path.is_file() else {}
             inputs.update({folder: stable_description(Path(folder)) for folder in machine_folders(marker)})
