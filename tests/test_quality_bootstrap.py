@@ -115,3 +115,20 @@ def test_the_report_recomputes_missing_wer_intervals_from_the_rows():
     other["wer"]["generated"]["wer_interval"] = [0.0, 0.5]
     fill_error_rate_intervals(other, folder / "quality.tsv")
     assert other["wer"]["generated"]["wer_interval"] == [0.0, 0.5]
+
+
+def test_the_report_warns_when_the_espeak_wer_comes_from_several_recogniser_builds():
+    from holdtts.report.quality_tables import quality_sections, quality_summary
+
+    generated = asr.corpus_wer([asr.word_errors("the cat sat", "the cat sat")])
+
+    def record(name, weights):
+        facts = {} if weights is None else {"weights_sha256": weights}
+        return type("Record", (), {"name": name, "quality": {"n_utterances": 1,
+                                                             "wer_espeak": {"generated": generated, **facts}}})()
+
+    same = [record("vp", "a" * 64), record("hold2", "a" * 64)]
+    assert "builds of the eSpeak recogniser" not in quality_sections(quality_summary(same))
+    text = quality_sections(quality_summary([*same, record("vp.seed2", "b" * 64), record("hold3", None)]))
+    assert "**WER esp and CER esp come from 3 builds of the eSpeak recogniser**" in text
+    assert f"{'a' * 12}: vp, hold2; {'b' * 12}: vp.seed2; not recorded: hold3" in text

@@ -53,6 +53,8 @@ def _metric_values(quality: dict) -> dict:
             out[f"{name}_n"] = [entry.get("utterances"), entry.get("words"), entry.get("chars")]
             out[f"{name}_interval"] = entry.get("wer_interval")  # absent in quality.json written before them
             out[f"{name.replace('wer', 'cer', 1)}_interval"] = entry.get("cer_interval")
+    if isinstance(quality.get("wer_espeak"), dict):  # which build of the recogniser scored it (None: not recorded)
+        out["espeak_weights"] = quality["wer_espeak"].get("weights_sha256")
     if isinstance(quality.get("mcd"), dict):
         out["mcd_n"] = quality["mcd"].get("n")
     out["n_utterances"] = quality.get("n_utterances")
@@ -132,6 +134,22 @@ def _sizes(numbers: dict) -> str:
     return "; ".join(parts)
 
 
+def _recogniser_builds(rows: list) -> list[str]:
+    """A warning when the eSpeak WER of these rows comes from more than one build of its recogniser: a build
+    on another machine may give other weights under the same fingerprint (quality.json's weights_sha256)."""
+    builds: dict[str, list[str]] = {}
+    for name, numbers in rows:
+        if "espeak_weights" in numbers:
+            weights = numbers["espeak_weights"]
+            builds.setdefault(weights[:12] if weights else "not recorded", []).append(name)
+    if len(builds) < 2:
+        return []
+    listed = "; ".join(f"{weights}: {', '.join(names)}" for weights, names in builds.items())
+    return ["", f"**WER esp and CER esp come from {len(builds)} builds of the eSpeak recogniser** (weights "
+            f"checksum: systems; {listed}). Compare those columns only within one build; the reference rows "
+            "of each quality.json show how its build reads real speech."]
+
+
 def _own_sampler_section(own: dict, flagged: set) -> list[str]:
     """Each system that has it at its own sampler (evaluate_own/), the row above it at the common one."""
     if not own:
@@ -173,6 +191,7 @@ def quality_sections(summary: dict) -> str:
         out.append(f"| {name} | " + " | ".join(_cell(key, numbers, flagged) for key, _ in shown) + " |")
     out += ["", "Sample sizes and intervals:", ""]
     out += [f"- {name}: {_sizes(numbers) or 'not stated'}" for name, numbers in rows]
+    out += _recogniser_builds(rows)
     out += _own_sampler_section(summary.get("own_sampler") or {}, flagged)
     sanity = summary.get("sanity")
     out += ["", "## Sanity table", ""]
