@@ -146,6 +146,8 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     speaker: dict[str, list] = {"generated": [], "reference": []}
     mel_frames: dict[str, list] = {"generated": [], "reference": []}
     word_errors = {(m, side): [] for m in wer_metrics for side in ("generated", "reference")}
+    # once, not per utterance: the eSpeak key reads the recogniser's info and hashes its weights
+    recognizer_keys = {metric: asr.recognizer_key(_RECOGNIZERS[metric]) for metric in wer_metrics}
 
     def embed(utt: str, clip: Clip) -> np.ndarray:
         return _on_clip(utt, clip, lambda c: cache.get(c, "speaker", lambda x: (
@@ -189,8 +191,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
                 row.update({f"{prefix}_{key}": value for key, value in scores.items()})
 
         for metric in wer_metrics:
-            recognizer = _RECOGNIZERS[metric]
-            key = asr.recognizer_key(recognizer)
+            recognizer, key = _RECOGNIZERS[metric], recognizer_keys[metric]
             for side, prefix in (("generated", metric), ("reference", f"ref_{metric}")):
                 hypothesis = cache.get(clips[side], key, lambda x, r=recognizer: asr.recognize(
                     x.at(asr.input_rate(r)), asr.input_rate(r), recognizer=r))

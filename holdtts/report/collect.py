@@ -575,20 +575,24 @@ def load_system(path: str | os.PathLike) -> SystemRecord:
         record.attack_runs.append(AttackRun(run_dir.name, run_dir, validate_metrics(read_json(metrics_path),
                                                                                     metrics_path),
                                             settings, rows if rows.is_file() else None))
-    quality = path / QUALITY_DIR / "quality.json"
-    if quality.is_file():
-        record.quality = validate_quality(read_json(quality), quality)
-        record.quality_path = quality
-        rows = path / QUALITY_DIR / "quality.tsv"
-        record.quality_rows_path = rows if rows.is_file() else None
-        if record.quality_rows_path:
-            fill_error_rate_intervals(record.quality, record.quality_rows_path)
-    own = path / OWN_SAMPLER_DIR / "quality.json"
-    if own.is_file():
-        record.quality_own = validate_quality(read_json(own), own)
-        if (path / OWN_SAMPLER_DIR / "quality.tsv").is_file():
-            fill_error_rate_intervals(record.quality_own, path / OWN_SAMPLER_DIR / "quality.tsv")
+    record.quality, record.quality_rows_path = _read_quality(path / QUALITY_DIR)
+    record.quality_path = path / QUALITY_DIR / "quality.json" if record.quality is not None else None
+    record.quality_own, _ = _read_quality(path / OWN_SAMPLER_DIR)
     return record
+
+
+def _read_quality(folder: Path) -> tuple[dict | None, Path | None]:
+    """An evaluation folder's checked quality.json (None when absent), its WER/CER intervals filled from
+    quality.tsv where an older summary lacks them, and that table's path (None when absent)."""
+    summary = folder / "quality.json"
+    if not summary.is_file():
+        return None, None
+    quality = validate_quality(read_json(summary), summary)
+    rows = folder / "quality.tsv"
+    if not rows.is_file():
+        return quality, None
+    fill_error_rate_intervals(quality, rows)
+    return quality, rows
 
 
 def fill_error_rate_intervals(quality: dict, rows_path: Path) -> None:

@@ -76,7 +76,7 @@ def quality_summary(records: Iterable = (), exp_dir: str | Path | None = None) -
         sanity = _read(root / "sanity.json")
     flagged = [k for k, e in (sanity or {}).get("metrics", {}).items() if not e.get("ranks_correctly", False)]
     # the second column: each system at its own sampler, beside the same system at the common one
-    own_sampler = {r.name: {"common": {**_metric_values(r.quality), **_sampler(r.quality)},
+    own_sampler = {r.name: {"common": {**systems[r.name], **_sampler(r.quality)},
                             "own": {**_metric_values(r.quality_own), **_sampler(r.quality_own)}}
                    for r in records if getattr(r, "quality_own", None) and getattr(r, "quality", None)}
     return {"systems": systems, "reference": reference, "sanity": sanity, "flagged": flagged,
