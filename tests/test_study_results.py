@@ -186,10 +186,10 @@ def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_p
 
     assert study_times.model_times(models / "dualmd") == {
         "training steps": 220.0, "in-training attacks": 15.0, "white-box attacks": 30.0,
-        "black-box attack": 40.0, "quality": 7.0}
+        "black-box attack": 40.0, "quality": 7.0, "own-sampler quality": "-"}
     assert study_times.model_times(models / "vp") == {
         "training steps": 50.0, "in-training attacks": None, "white-box attacks": 2.0,
-        "black-box attack": None, "quality": None}
+        "black-box attack": None, "quality": None, "own-sampler quality": "-"}
     # a resumed run logs an epoch's attack twice: its last line counts; a teacher's attack not finished: none
     log = models / "dualmd" / "teacher1" / "train_log.jsonl"
     log.write_text(log.read_text() + "\n" + json.dumps({**attack_line, "time/attack_seconds": 9.5}))
@@ -199,7 +199,14 @@ def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_p
     assert study_times.model_times(models / "dualmd")["white-box attacks"] is None
     shutil.copytree(models / "dualmd" / "attack_teacher1", models / "dualmd" / "attack_teacher2")
     log.write_text(log.read_text().rsplit("\n", 1)[0])
+    # a HOLD++ model's second quality stage (its own sampler), in a column of its own; unfinished: not recorded
+    _write(models / "hold2" / "train_summary.json", {"train_seconds": 60.0})
+    _write(models / "hold2" / "evaluate_own" / "quality.json", {"timing": {"synthesis_seconds": 11.0}})
+    assert study_times.model_times(models / "hold2")["own-sampler quality"] == 11.0
     rows = study_times.table(models).splitlines()
-    assert rows[2] == "| dualmd | 220 | 15 | 30 | 40 | 7 |"
-    assert rows[3] == "| vp | 50 | not recorded | 2 | not recorded | not recorded |"
-    assert rows[4] == "| **sum (models recorded)** | 270 (2) | 15 (1) | 32 (2) | 40 (1) | 7 (1) |"
+    assert rows[2] == "| dualmd | 220 | 15 | 30 | 40 | 7 | - |"
+    assert rows[3] == "| hold2 | 60 | not recorded | not recorded | not recorded | not recorded | 11 |"
+    assert rows[4] == "| vp | 50 | not recorded | 2 | not recorded | not recorded | - |"
+    assert rows[5] == "| **sum (models recorded)** | 330 (3) | 15 (1) | 32 (2) | 40 (1) | 7 (1) | 11 (1) |"
+    (models / "hold2" / "evaluate_own" / "quality.json").unlink()
+    assert study_times.model_times(models / "hold2")["own-sampler quality"] is None

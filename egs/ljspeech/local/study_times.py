@@ -8,9 +8,11 @@ Per model (DualMD: both teachers added):
   attacks added (`time/attack_seconds` in train_log.jsonl; recorded since sitting 8);
 - attacks: the white-box suite (attack/, or each teacher's attack_teacher*/) and the black-box synthesis
   attack, each the sum of its attacks' seconds (attack.json), without loading and the statistics;
-- quality: synthesis and scoring (quality.json `timing`; recorded since sitting 8).
-"not recorded": the model's files have no record of that part (an older model, or a stage not finished).
-What ran beside each part (two study jobs of one thread each, other jobs) is in docs/study.md's sittings:
+- quality: synthesis and scoring (quality.json `timing`; recorded since sitting 8) at the common sampler
+  (evaluate/), and at the system's own sampler (evaluate_own/, since sitting 9; HOLD++ systems only).
+"not recorded": the model's files have no record of that part (an older model, or a stage not finished);
+"-": the model has no own-sampler stage (its own sampler is the common one, or it predates the stage).
+What ran beside each part (two study jobs of one thread each, other jobs) is in docs/study/sittings.md:
 these are the study's own records, not timings on an idle machine.
 """
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from holdtts.utils.fileio import read_json
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "docs" / "study" / "main" / "models"
-COLUMNS = ("training steps", "in-training attacks", "white-box attacks", "black-box attack", "quality")
+COLUMNS = ("training steps", "in-training attacks", "white-box attacks", "black-box attack", "quality",
+           "own-sampler quality")
+ABSENT = "-"  # a part the model has no stage for (not counted in the sums)
 
 
 def _json(path: Path) -> dict | None:
@@ -41,14 +45,19 @@ def _attack_seconds(folder: Path) -> float | None:
     return sum(entry["seconds"] for entry in settings["timing"].values())
 
 
-def model_times(model: Path) -> dict[str, float | None]:
-    """Seconds per part (None: not recorded, or that stage has not finished)."""
+def _quality_seconds(folder: Path) -> float | None:
+    quality = _json(folder / "quality.json")
+    return sum(quality["timing"].values()) if quality and "timing" in quality else None
+
+
+def model_times(model: Path) -> dict[str, float | str | None]:
+    """Seconds per part (None: not recorded, or that stage has not finished; ABSENT: no such stage)."""
     steps = in_training = 0.0
     recorded = True
     for folder in _training_dirs(model):
         summary = _json(folder / "train_summary.json")
         if summary is None:
-            return dict.fromkeys(COLUMNS)
+            return {**dict.fromkeys(COLUMNS), "own-sampler quality": ABSENT}
         steps += summary["train_seconds"]
         lines = [json.loads(line) for line in (folder / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
                  if line.strip()] if (folder / "train_log.jsonl").is_file() else []
@@ -60,11 +69,12 @@ def model_times(model: Path) -> dict[str, float | None]:
     folders = ([model / f"attack_{d.name}" for d in _training_dirs(model)] if (model / "teacher1").is_dir()
                else [model / "attack"])
     white = [_attack_seconds(d) for d in folders]
-    quality = _json(model / "evaluate" / "quality.json")
     return {"training steps": steps, "in-training attacks": in_training if recorded else None,
             "white-box attacks": None if None in white else sum(white),
             "black-box attack": _attack_seconds(model / "attack_blackbox"),
-            "quality": sum(quality["timing"].values()) if quality and "timing" in quality else None}
+            "quality": _quality_seconds(model / "evaluate"),
+            "own-sampler quality": _quality_seconds(model / "evaluate_own") if (model / "evaluate_own").is_dir()
+            else ABSENT}
 
 
 def table(models: Path) -> str:
@@ -76,8 +86,8 @@ def table(models: Path) -> str:
         cells = []
         for column in COLUMNS:
             value = times[column]
-            cells.append("not recorded" if value is None else f"{value:.0f}")
-            if value is not None:
+            cells.append("not recorded" if value is None else value if value == ABSENT else f"{value:.0f}")
+            if isinstance(value, float):
                 totals[column] += value
                 counts[column] += 1
         lines.append(f"| {model.name} | " + " | ".join(cells) + " |")
