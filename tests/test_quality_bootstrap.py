@@ -132,3 +132,35 @@ def test_the_report_warns_when_the_espeak_wer_comes_from_several_recogniser_buil
     text = quality_sections(quality_summary([*same, record("vp.seed2", "b" * 64), record("hold3", None)]))
     assert "**WER esp and CER esp come from 3 builds of the eSpeak recogniser**" in text
     assert f"{'a' * 12}: vp, hold2; {'b' * 12}: vp.seed2; not recorded: hold3" in text
+
+
+def test_paired_difference_over_seeds_reduces_to_the_paired_one_and_carries_seed_spread():
+    rng = np.random.default_rng(3)
+    base = {f"u{i}": (float(v),) for i, v in enumerate(rng.normal(size=30))}
+    other = {u: (v[0] + rng.normal(0.3, 0.5),) for u, v in base.items()}
+    one = bootstrap.paired_difference_over_seeds([other], [base])
+    pair = bootstrap.paired_difference(other, base)
+    assert one["difference"] == pair["difference"] and one["ci"] == pytest.approx(pair["ci"], rel=1e-12)
+    assert one["n"] == 30
+    # the same shift on every sentence: the interval is the seeds' spread alone (their means of 3 draws),
+    # and every draw is positive, so p is the smallest the draws allow
+    shifted = [{u: (v[0] + 2.0 + offset,) for u, v in base.items()} for offset in (0.0, 0.1, -0.1)]
+    result = bootstrap.paired_difference_over_seeds(shifted, [base], samples=999)
+    assert result["difference"] == pytest.approx(2.0)
+    assert 1.9 - 1e-9 <= result["ci"][0] < 2.0 < result["ci"][1] <= 2.1 + 1e-9
+    assert result["p_value"] == pytest.approx(2 / 1000)
+    assert result["system"]["seeds"] == 3 and result["baseline"]["seeds"] == 1
+    mean = result["baseline"]["mean"]
+    assert [v - mean for v in result["system"]["per_seed"]] == pytest.approx([2.0, 2.1, 1.9])
+    # seeds that disagree: the sentences alone would give a zero-width interval, the seeds widen it over 0
+    spread = [{u: (v[0] + offset,) for u, v in base.items()} for offset in (1.0, -1.0, 0.2)]
+    result = bootstrap.paired_difference_over_seeds(spread, [base], samples=999)
+    assert result["difference"] == pytest.approx(0.2 / 3)
+    assert result["ci"][0] < 0 < result["ci"][1] and result["p_value"] > 0.2
+    # WER: a ratio of sums per model, then the mean over seeds; only the sentences every model has count
+    a = [{"x": (1.0, 10.0), "y": (9.0, 10.0), "z": (5.0, 5.0)}, {"x": (0.0, 10.0), "y": (10.0, 10.0)}]
+    b = [{"x": (0.0, 10.0), "y": (0.0, 10.0)}]
+    result = bootstrap.paired_difference_over_seeds(a, b)
+    assert result["n"] == 2 and result["difference"] == pytest.approx(0.5)
+    assert bootstrap.paired_difference_over_seeds([{"a": (1.0,)}], [{"b": (1.0,)}]) is None
+    assert bootstrap.paired_difference_over_seeds([], [base]) is None

@@ -282,7 +282,7 @@ def test_findings_say_what_leaks_and_what_it_costs(report):
     compared = next(line for line in findings if line.startswith("hold3 against vp"))
     # one training seed a side: the fixture's clear gap is still not called (verdict's MIN_SEEDS)
     assert "decoder attacks: not resolved with fewer than 2 training seeds a side (" in compared
-    quality = next(line for line in findings if line.startswith("dualmd's quality against vp"))
+    quality = next(line for line in findings if line.startswith("dualmd's quality against vp: "))
     # dualmd's DNSMOS is 0.3 lower on every sentence: a resolved, worse, paired difference of exactly -0.3
     assert "paired difference -0.3 [-0.3, -0.3] over 12 sentences: worse, resolved" in quality
     # hold3's headline attack is the prior loss: the text side
@@ -324,7 +324,7 @@ def test_equal_systems_are_not_resolved_and_seeds_are_grouped(tmp_path):
     assert overall["system"]["seeds"] == 2 and overall["ci"][0] < 0 < overall["ci"][1]
     line = next(f for f in result.summary["findings"] if f.startswith("hold2 against vp"))
     assert "over 2 and 2 training seed(s)" in line and "every attack: no difference resolved" in line
-    line = next(f for f in result.summary["findings"] if f.startswith("hold2's quality"))
+    line = next(f for f in result.summary["findings"] if f.startswith("hold2's quality against vp: "))
     assert "MCD (dB) 7.03 vs 7.03 (equal)" in line
     assert "other settings than vp's (vocoder exp/hifigan vs griffin-lim)" in line
 
@@ -521,3 +521,49 @@ def test_own_sampler_quality_is_a_second_row_beside_the_common_one(tmp_path):
     own_row = next(line for line in section.splitlines() if line.startswith("| hold2 (own: splitting, 10 steps)"))
     assert "| 30.0% |" in common and "| 50.0% |" in own_row
     assert "| vp (" not in section
+
+
+def test_quality_beside_the_privacy_comparison_is_paired_over_seeds_at_both_samplers(tmp_path):
+    from holdtts.config import SynthesisConfig
+
+    exp = tmp_path / "exp"
+    configs = {"vp": SystemConfig(name="vp"),
+               "hold2": SystemConfig(name="hold2", process=ProcessConfig("hold", 2),
+                                     synthesis=SynthesisConfig(sampler="splitting"))}
+    for k, model in enumerate(("vp", "vp.seed2", "hold2", "hold2.seed2")):
+        system = model.split(".")[0]
+        write_attack_dir(exp / model / "attack", {"pia": {"0.3": 1.0}}, seed=20 + k)
+        (exp / model / "config.yaml").write_text(dump_config(configs[system]))
+        worse = system == "hold2"
+        write_quality(exp / model / "evaluate", dnsmos_shift=0.0, mcd_shift=1.0 if worse else 0.0,
+                      wer_errors=4 if worse else 2)
+    # seed 1 of hold2 predates the own-sampler stage; seed 2 has it; vp's own sampler is the common one
+    own = exp / "hold2.seed2" / "evaluate_own"
+    write_quality(own, dnsmos_shift=0.0, mcd_shift=2.0, wer_errors=5)
+    (own / "quality.json").write_text(json.dumps({**json.loads((own / "quality.json").read_text()),
+                                                  "sampler": "splitting"}))
+    result = write_report(exp)
+    [entry] = result.summary["quality_comparisons"]
+    assert (entry["system"], entry["baseline"]) == ("hold2", "vp")
+    common, own_reading = entry["readings"]["common"], entry["readings"]["own"]
+    assert common["mcd"]["system_models"] == ["hold2", "hold2.seed2"]
+    assert common["mcd"]["baseline_models"] == ["vp", "vp.seed2"]
+    assert common["mcd"]["result"]["difference"] == pytest.approx(1.0)
+    assert common["mcd"]["result"]["ci"] == pytest.approx([1.0, 1.0]) and common["mcd"]["verdict"] == "worse"
+    assert common["wer"]["result"]["difference"] == pytest.approx(0.2) and common["wer"]["verdict"] == "worse"
+    assert common["dnsmos_ovrl"]["result"]["difference"] == pytest.approx(0.0)
+    assert common["dnsmos_ovrl"]["verdict"] == "no difference resolved"
+    assert common["wer_espeak"]["result"] is None and "no per-sentence WER (eSpeak)" in common["wer_espeak"]["why"]
+    assert own_reading["mcd"]["system_models"] == ["hold2.seed2"]
+    assert own_reading["mcd"]["baseline_models"] == ["vp", "vp.seed2"]
+    assert own_reading["mcd"]["result"]["difference"] == pytest.approx(2.0)
+    assert own_reading["mcd"]["verdict"].startswith("worse (for these trained models")
+    markdown = (result.out_dir / "report.md").read_text()
+    section = markdown.split("### Quality beside it", 1)[1].split("\n## ", 1)[0]
+    assert "| hold2 | vp | hold2, hold2.seed2 / vp, vp.seed2 | 12 |" in section
+    assert "| hold2 | vp | hold2.seed2 / vp, vp.seed2 | 12 |" in section  # the own-sampler table
+    assert "+1.000 [+1.000, +1.000]" in section and "+20.0 [+20.0, +20.0]" in section
+    line = next(f for f in result.summary["findings"] if f.startswith("hold2's quality against vp at the common"))
+    assert "over 2 and 2 training seed(s), 12 sentences" in line and "MCD (dB) +1.000" in line
+    own_line = "hold2's quality against vp at each system's own sampler"
+    assert any(f.startswith(own_line) for f in result.summary["findings"])

@@ -62,3 +62,49 @@ def paired_difference(a: dict[str, tuple[float, ...]], b: dict[str, tuple[float,
         return None
     return {"difference": float(statistic(x) - statistic(y)), "ci": ci, "n": len(utts),
             "samples": samples, "seed": seed, "level": level}
+
+
+def paired_difference_over_seeds(system: list[dict[str, tuple[float, ...]]],
+                                 baseline: list[dict[str, tuple[float, ...]]],
+                                 samples: int = SAMPLES, seed: int = SEED, level: float = LEVEL) -> dict | None:
+    """Two systems, each a list of trained models (one per training seed, each utt -> its value tuple): the
+    seed-mean of statistic() for `system` minus that of `baseline`, over the sentences every model was scored
+    on. The bootstrap resamples those sentences jointly for every model (paired) and, where a side has
+    several seeds, its seeds with replacement, as holdtts.privacy.statistics.compare does for AUROC; p is
+    twice the smaller tail of the draws around 0 (at least 2 / (samples + 1)). With one model a side the
+    difference and interval are paired_difference()'s. None when fewer than 2 sentences are shared."""
+    if not system or not baseline:
+        return None
+    models = [*system, *baseline]
+    utts = sorted(set.intersection(*(set(m) for m in models)))
+    if len(utts) < 2:
+        return None
+    values = np.stack([np.array([m[u] for u in utts], dtype=np.float64) for m in models])  # [K, n, k]
+    if values.ndim == 2:
+        values = values[..., None]
+    idx = _indices(len(utts), samples, seed)  # the same sentences for every model
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = statistic(values)  # [K]
+        draws = statistic(values[:, idx])  # [K, samples]
+    rng = np.random.default_rng(seed + 1)  # seeds drawn apart from the sentences
+
+    def seed_mean(block: np.ndarray) -> np.ndarray:  # [k, samples] -> [samples]
+        if len(block) == 1:
+            return block[0]
+        pick = rng.integers(0, len(block), size=(block.shape[1], len(block)))
+        return np.take_along_axis(block.T, pick, axis=1).mean(axis=1)
+
+    k = len(system)
+    differences = seed_mean(draws[:k]) - seed_mean(draws[k:])
+    ci = _percentiles(differences, level)
+    finite = differences[np.isfinite(differences)]
+    if ci is None:
+        return None
+    tail = min(int((finite <= 0).sum()), int((finite >= 0).sum()))
+    return {"difference": float(observed[:k].mean() - observed[k:].mean()), "ci": ci,
+            "p_value": min(1.0, 2 * (1 + tail) / (1 + finite.size)),
+            "system": {"mean": float(observed[:k].mean()), "per_seed": [float(v) for v in observed[:k]],
+                       "seeds": k},
+            "baseline": {"mean": float(observed[k:].mean()), "per_seed": [float(v) for v in observed[k:]],
+                         "seeds": len(baseline)},
+            "n": len(utts), "samples": samples, "seed": seed, "level": level}

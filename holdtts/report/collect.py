@@ -126,6 +126,7 @@ class SystemRecord:
     quality_path: Path | None = None
     quality_rows_path: Path | None = None
     quality_own: dict | None = None  # evaluate_own/quality.json: the system's own sampler (a second column)
+    quality_own_rows_path: Path | None = None  # evaluate_own/quality.tsv
     training_aurocs: dict[str, list[TrainingPoint]] = field(default_factory=dict)  # attack -> by step
     # a model trained in parts (DualMD: teacher1/, teacher2/) logs per part: part -> attack -> by step
     part_training_aurocs: dict[str, dict[str, list[TrainingPoint]]] = field(default_factory=dict)
@@ -577,7 +578,7 @@ def load_system(path: str | os.PathLike) -> SystemRecord:
                                             settings, rows if rows.is_file() else None))
     record.quality, record.quality_rows_path = _read_quality(path / QUALITY_DIR)
     record.quality_path = path / QUALITY_DIR / "quality.json" if record.quality is not None else None
-    record.quality_own, _ = _read_quality(path / OWN_SAMPLER_DIR)
+    record.quality_own, record.quality_own_rows_path = _read_quality(path / OWN_SAMPLER_DIR)
     return record
 
 

@@ -23,6 +23,8 @@ from holdtts.report.collect import (
 )
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, read_preregistered, verdict
 from holdtts.report.figures import FigureSet, curves_label
+from holdtts.report.quality_comparisons import METRICS as PAIRED_QUALITY
+from holdtts.report.quality_comparisons import READING_LABELS, has_own_reading, quality_comparisons
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
 
@@ -217,6 +219,7 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
         attack_tables[attack] = [{"system": r.name, **entry_record(e)} for r in records for e in r.best_entries(attack)]
     summary = {
         "comparisons": comparisons(records, reference.name, preregistered=cells),
+        "quality_comparisons": quality_comparisons(records, reference.name),
         "preregistered": None if cells is None else {
             "path": str(preregistered), "cells": {family: cell.label() for family, cell in cells.items()}},
         "format": REPORT_FORMAT,
@@ -240,6 +243,10 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
                            "bootstrap over test utterances (and training seeds)",
             "quality_vs_reference": "difference = system - reference system; paired intervals resample the "
                                     "shared test utterances (percentile bootstrap, 95%)",
+            "quality_comparisons": "seed-mean of each metric of the system minus the baseline's, on the test "
+                                   "sentences every model was scored on; bootstrap over those sentences (jointly) "
+                                   "and the training seeds within each system; common: evaluate/, own: each "
+                                   "model's own sampler",
         },
     }
     summary["quality_tables"] = quality_summary(records, exp_dir)
@@ -398,6 +405,19 @@ def preregistered_statement(entry: dict, summary: dict) -> str | None:
             f"every shared utterance, nothing picked): " + "; ".join(parts) + ".")
 
 
+def quality_comparison_statement(entry: dict, reading: str) -> str | None:
+    """One sentence per system and baseline: the quality differences over seeds at one reading."""
+    items = entry["readings"][reading]
+    parts = [f"{m.label} {_quality_difference(items[m.key], m)}" for m in PAIRED_QUALITY
+             if items[m.key]["result"] is not None]
+    if not parts:
+        return None
+    first = next(items[m.key] for m in PAIRED_QUALITY if items[m.key]["result"] is not None)
+    return (f"{entry['system']}'s quality against {entry['baseline']} at {READING_LABELS[reading]}, over "
+            f"{first['result']['system']['seeds']} and {first['result']['baseline']['seeds']} training seed(s), "
+            f"{first['result']['n']} sentences (system minus baseline): " + "; ".join(parts) + ".")
+
+
 def findings(records: list[SystemRecord], reference: SystemRecord, summary: dict) -> list[str]:
     """Statements read off the numbers: which models leak (permutation test), which systems leak less than
     their baselines (paired comparison), what that costs in quality, and the caveats that apply here."""
@@ -411,6 +431,9 @@ def findings(records: list[SystemRecord], reference: SystemRecord, summary: dict
         out += [comparison_statement(e) for e in summary["comparisons"]]
         if summary.get("preregistered"):
             out += [line for e in summary["comparisons"] if (line := preregistered_statement(e, summary))]
+        entries = summary.get("quality_comparisons") or []
+        for reading in ("common", "own") if has_own_reading(entries) else ("common",):
+            out += [line for e in entries if (line := quality_comparison_statement(e, reading))]
         for record in records:
             if record is reference:
                 continue
@@ -565,6 +588,49 @@ def _preregistered_table(summary: dict) -> str:
     rows = [[entry["system"], entry["baseline"], *(reading(entry.get("preregistered", {}).get(f)) for f in cells)]
             for entry in summary["comparisons"]]
     return _table(header, rows)
+
+
+def _quality_difference(item: dict, metric) -> str:
+    r = item["result"]
+    if r is None:
+        return f"n/a ({item['why']})"
+    scale, digits = (100, ".1f") if metric.key.startswith(("wer", "cer")) else (1, ".3f")
+    low, high = (scale * v for v in r["ci"])
+    return (f"{scale * r['difference']:+{digits}} [{low:+{digits}}, {high:+{digits}}], p = {_p(r['p_value'])}: "
+            f"{item['verdict']}")
+
+
+def _quality_comparison_table(entries: list[dict], reading: str) -> str:
+    header = ["system", "baseline", "models (system / baseline)", "sentences",
+              *(f"Δ {m.label}{' (points)' if m.key.startswith(('wer', 'cer')) else ''} [95% CI], p"
+                for m in PAIRED_QUALITY)]
+    rows = []
+    for entry in entries:
+        items = entry["readings"][reading]
+        first = next((items[m.key] for m in PAIRED_QUALITY if items[m.key]["result"] is not None), None)
+        rows.append([entry["system"], entry["baseline"],
+                     DASH if first is None else f"{', '.join(first['system_models'])} / "
+                                                f"{', '.join(first['baseline_models'])}",
+                     DASH if first is None else first["result"]["n"],
+                     *(_quality_difference(items[m.key], m) for m in PAIRED_QUALITY)])
+    return _table(header, rows)
+
+
+def _quality_comparison_part(summary: dict) -> list[str]:
+    entries = summary.get("quality_comparisons") or []
+    if not entries:
+        return []
+    part = ["### Quality beside it: the same pairs, across seeds\n",
+            "Each system's seed-mean quality minus its baseline's, on the test sentences every model of both was "
+            "scored on, with a bootstrap 95% interval and p-value (sentences resampled jointly, training seeds "
+            "within each system). WER and CER in percentage points. Lower is better except DNSMOS; the verdict "
+            "says which way. Nothing is picked here, so one seed a side speaks for those trained models only.\n",
+            f"At {READING_LABELS['common']}:\n", _quality_comparison_table(entries, "common") + "\n"]
+    if has_own_reading(entries):
+        part += [f"At {READING_LABELS['own']} (evaluate_own/, or evaluate/ where that was the model's own sampler; "
+                 "a model evaluated only at the common sampler, though its own differs, is left out):\n",
+                 _quality_comparison_table(entries, "own") + "\n"]
+    return part
 
 
 def _tpr_low(values: dict) -> str:
@@ -750,6 +816,11 @@ HOW_TO_READ = """\
   does not carry, and two systems without signal come out "different" in 10-13% of simulated runs
   (docs/statistics.md). It is given for every attack, for the decoder attacks alone, and for the text-side
   attacks alone.
+- **Δ quality against the baseline** (the table under the privacy comparison, same pairs): each system's
+  seed-mean DNSMOS, MCD and WER/CER minus its baseline's on the test sentences every model of both was scored
+  on, with a bootstrap 95% interval (sentences resampled jointly, seeds within each system) and p. "better"
+  or "worse" needs the interval clear of 0 and p < 0.05; nothing is picked, so one seed a side speaks for
+  those trained models only.
 - **In-sample maximum**: the highest AUROC over all attacks and t, picked on the rows it is reported on,
   as published attack papers report it. With no signal at all it averages about 0.63 at 32 vs 32
   utterances, so it is shown only as an optimistic upper bound. The per-attack tables at the in-sample best
@@ -885,6 +956,7 @@ def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
            "a replacement for the held-out comparison above.\n",
            _preregistered_table(summary) + "\n"]
           if summary.get("preregistered") and summary["comparisons"] else []),
+        *_quality_comparison_part(summary),
         "## Does each model leak at all?\n",
         "The strongest attack and t picked on a calibration half, measured on the test half; p from a label "
         "permutation test over every attack and t.\n",
