@@ -193,6 +193,26 @@ def test_attacks_during_training_do_not_change_training(mini_recipe, tmp_path):
     assert all(torch.equal(a["state"][k]["exp_avg"], b["state"][k]["exp_avg"]) for k in a["state"])
 
 
+def test_an_in_training_attack_with_non_finite_scores_stops_training_as_diverged(mini_recipe, tmp_path, monkeypatch):
+    """A model whose outputs overflow on some inputs (its loss finite on most steps) is diverged: the
+    in-training attack says so in words, naming the epoch, instead of failing inside the metrics."""
+    from holdtts.errors import HoldttsError
+    from holdtts.privacy import runner
+
+    real = runner.run_attacks
+
+    def overflowing(*args, **kwargs):
+        rows, info = real(*args, **kwargs)
+        rows[0] = {**rows[0], "score": float("nan")}
+        return rows, info
+
+    monkeypatch.setattr(runner, "run_attacks", overflowing)
+    with pytest.raises(HoldttsError, match=r"training diverged: at epoch 1 \(step \d+\) the in-training attack's "
+                                           r"scores are non-finite for 1 of \d+ rows \(loss at t="):
+        train(mini_recipe, tmp_path / "a", "vp", "train.max_steps=0", "train.max_epochs=2", "train.attack=loss",
+              "train.attack_every_epochs=1")
+
+
 class _Faulty(Trainer):
     """A Trainer whose steps in `nan_loss` have a NaN loss and whose steps in `inf_grad` a finite loss with an
     infinite gradient (state.step counts the steps done before this one)."""

@@ -134,6 +134,13 @@ class Trainer(TrainingLoop):
                                           max_utts=t.attack_max_utts, seed=t.seed)
         names = [a.strip() for a in t.attack.split(",") if a.strip()]
         rows, _ = run_attacks(self.ema.model, self.store, target, names, batch_size=t.batch_size, seed=t.seed)
+        bad = [r for r in rows if not math.isfinite(float(r["score"]))]
+        if bad:  # the model's outputs overflow on these inputs: training has diverged, whatever its loss says
+            cells = sorted({f"{r['attack']} at t={r['t']}" for r in bad})
+            raise HoldttsError(f"training diverged: at epoch {self.state.epoch} (step {self.state.step}) the "
+                               f"in-training attack's scores are non-finite for {len(bad)} of {len(rows)} rows "
+                               f"({', '.join(cells[:3])}{', ...' if len(cells) > 3 else ''}), so the EMA model's "
+                               "outputs overflow; lower train.lr or use train.precision=fp32")
         metrics = compute_metrics(rows, bootstrap_samples=0)
         scalars = {"attack/headline/auroc": metrics["headline"]["auroc"],
                    "attack/headline/p_value": metrics["headline"]["p_value"]}
