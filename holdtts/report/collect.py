@@ -520,6 +520,17 @@ def quality_column(rows: dict[str, dict[str, str]], column: str, path: Path) -> 
     return out
 
 
+def per_sentence_values(rows: dict[str, dict[str, str]], columns: tuple[str, ...],
+                        path: Path) -> dict[str, tuple[float, ...]] | None:
+    """utt -> the tuple of `columns` (one value, or a ratio's numerator and denominator) for every sentence
+    that has all of them; None when the table lacks a column."""
+    values = [quality_column(rows, c, path) for c in columns]
+    if any(v is None for v in values):
+        return None
+    shared = set.intersection(*(set(v) for v in values))
+    return {u: tuple(v[u] for v in values) for u in shared}
+
+
 def read_splits(data_dir: str | os.PathLike | None) -> tuple[Path | None, dict | None]:
     """data/splits.json (holdtts prepare) when there is one."""
     if data_dir is None:

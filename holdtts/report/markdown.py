@@ -18,13 +18,13 @@ from holdtts.report.collect import (
     TEXT_SIDE_ATTACKS,
     AttackEntry,
     SystemRecord,
-    quality_column,
+    per_sentence_values,
     read_quality_rows,
 )
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, read_preregistered, verdict
 from holdtts.report.figures import FigureSet, curves_label
 from holdtts.report.quality_comparisons import METRICS as PAIRED_QUALITY
-from holdtts.report.quality_comparisons import READING_LABELS, has_own_reading, quality_comparisons
+from holdtts.report.quality_comparisons import READING_LABELS, first_result, has_own_reading, quality_comparisons
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
 
@@ -65,10 +65,9 @@ def _per_utterance(record: SystemRecord) -> dict[str, dict[str, tuple[float, ...
     rows = read_quality_rows(record.quality_rows_path)
     out = {}
     for metric, columns in PAIRED_COLUMNS.items():
-        values = [quality_column(rows, c, record.quality_rows_path) for c in columns]
-        if all(v is not None for v in values):
-            shared = set.intersection(*(set(v) for v in values))
-            out[metric] = {u: tuple(v[u] for v in values) for u in shared}
+        values = per_sentence_values(rows, columns, record.quality_rows_path)
+        if values is not None:
+            out[metric] = values
     return out
 
 
@@ -408,11 +407,11 @@ def preregistered_statement(entry: dict, summary: dict) -> str | None:
 def quality_comparison_statement(entry: dict, reading: str) -> str | None:
     """One sentence per system and baseline: the quality differences over seeds at one reading."""
     items = entry["readings"][reading]
+    first = first_result(items)
+    if first is None:
+        return None
     parts = [f"{m.label} {_quality_difference(items[m.key], m)}" for m in PAIRED_QUALITY
              if items[m.key]["result"] is not None]
-    if not parts:
-        return None
-    first = next(items[m.key] for m in PAIRED_QUALITY if items[m.key]["result"] is not None)
     return (f"{entry['system']}'s quality against {entry['baseline']} at {READING_LABELS[reading]}, over "
             f"{first['result']['system']['seeds']} and {first['result']['baseline']['seeds']} training seed(s), "
             f"{first['result']['n']} sentences (system minus baseline): " + "; ".join(parts) + ".")
@@ -607,7 +606,7 @@ def _quality_comparison_table(entries: list[dict], reading: str) -> str:
     rows = []
     for entry in entries:
         items = entry["readings"][reading]
-        first = next((items[m.key] for m in PAIRED_QUALITY if items[m.key]["result"] is not None), None)
+        first = first_result(items)
         rows.append([entry["system"], entry["baseline"],
                      DASH if first is None else f"{', '.join(first['system_models'])} / "
                                                 f"{', '.join(first['baseline_models'])}",

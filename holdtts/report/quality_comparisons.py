@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from holdtts.quality.bootstrap import paired_difference_over_seeds
-from holdtts.report.collect import SystemRecord, quality_column, read_quality_rows
+from holdtts.report.collect import SystemRecord, per_sentence_values, read_quality_rows
 from holdtts.report.comparisons import MIN_SEEDS, Group, baselines_for, group_records
 
 ALPHA = 0.05
@@ -63,14 +63,6 @@ def _rows_path(record: SystemRecord, reading: str) -> Path | None:
     return record.quality_rows_path if reading == "common" else _own_rows(record)
 
 
-def _per_sentence(path: Path, rows: dict, metric: PairedMetric) -> dict[str, tuple[float, ...]] | None:
-    values = [quality_column(rows, c, path) for c in metric.columns]
-    if any(v is None for v in values):
-        return None
-    shared = set.intersection(*(set(v) for v in values))
-    return {u: tuple(v[u] for v in values) for u in shared}
-
-
 def _side(group: Group, reading: str, metric: PairedMetric, cache: dict) -> tuple[list[dict], list[str]]:
     """Each model of the group with rows for this reading and metric, and their names."""
     models, names = [], []
@@ -80,7 +72,7 @@ def _side(group: Group, reading: str, metric: PairedMetric, cache: dict) -> tupl
             continue
         if path not in cache:
             cache[path] = read_quality_rows(path)
-        values = _per_sentence(path, cache[path], metric)
+        values = per_sentence_values(cache[path], metric.columns, path)
         if values:
             models.append(values)
             names.append(record.name)
@@ -131,6 +123,12 @@ def quality_comparisons(records: list[SystemRecord], reference_name: str, sample
                                   for m in METRICS} for reading in READINGS}
             out.append({"system": group.name, "baseline": baseline.name, "readings": readings})
     return out
+
+
+def first_result(items: dict) -> dict | None:
+    """Of one reading's metrics, the first that has a result (its models, seeds and sentences describe the
+    row), or None."""
+    return next((items[m.key] for m in METRICS if items[m.key]["result"] is not None), None)
 
 
 def has_own_reading(entries: list[dict]) -> bool:
