@@ -215,26 +215,37 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
 declare -A pipeline_pid=()  # "sys seed" -> the pid of its pipeline, so a student waits for its teachers only
 pipeline() { parallel_stage_fn model_pipeline "$@"; pipeline_pid["$1 $2"]=$!; }
 teachers_of() { case "$1" in distillmd) echo dualmd ;; distillmd_hold3) echo dualmd_hold3 ;; esac; }
-for k in $(seq 1 "$seeds"); do
-  [ "$stage" -le 7 ] || break
-  for sys in $systems; do
-    [ -z "$(teachers_of "$sys")" ] || continue  # a DistillMD student: after its teachers
-    pipeline "$sys" "$k"
-  done
-  # Each student starts once its own teachers' pipeline has ended, beside whatever else runs: no barrier on
-  # the seed's other models (while the script waits for the teachers, a core may idle; they were started
-  # first, so seldom long). A failed pipeline skips its student here, and its status stops the script at
-  # the final wait_all, after every seed has run.
-  for sys in $systems; do
+wait_for_slot() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done; }
+# A DistillMD student waits in `students` until its own teachers' pipeline has ended, then takes the next
+# free core before any other model: no barrier, and no core idles while the teachers train (sitting 11: the
+# old loop waited for them in line, and one core sat idle for the hour dualmd_hold3 of seed 1 took). A
+# failed teachers' pipeline skips its student here; its status stops the script at the final wait_all.
+students=()
+start_students() {  # start every waiting student whose teachers' pipeline has ended
+  local item sys k teachers pid waiting=()
+  for item in "${students[@]}"; do
+    read -r sys k <<<"$item"
     teachers=$(teachers_of "$sys")
-    [ -n "$teachers" ] || continue
-    if [ -n "${pipeline_pid["$teachers $k"]:-}" ] && ! wait "${pipeline_pid["$teachers $k"]}"; then
+    pid=${pipeline_pid["$teachers $k"]:-}
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then waiting+=("$item"); continue; fi
+    if [ -n "$pid" ] && ! wait "$pid"; then
       echo "$0: $teachers of seed $k failed, so $sys of seed $k is not trained" >&2
       continue
     fi
     pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of "$teachers" "$k")"
   done
+  students=("${waiting[@]}")
+}
+for k in $(seq 1 "$seeds"); do
+  [ "$stage" -le 7 ] || break
+  for sys in $systems; do
+    if [ -n "$(teachers_of "$sys")" ]; then students+=("$sys $k"); continue; fi
+    wait_for_slot
+    start_students
+    pipeline "$sys" "$k"
+  done
 done
+while [ "${#students[@]}" -gt 0 ]; do start_students; [ "${#students[@]}" -eq 0 ] || wait -n || true; done
 wait_all
 
 # ------------------------------------------------------------------ 8: the report and the committed results
