@@ -78,22 +78,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # at a checkpoint and exit 143; nothing is marked done.
 trap 'trap "" INT TERM; kill -TERM 0 2>/dev/null; wait; exit 130' INT TERM
 
-# run at most $jobs commands at once: `parallel_stage ...` starts one in the background, `wait_all` joins
-pids=()
-# A job that fails is reported by wait_all (the barrier), which stops the script after the jobs still
-# running have ended: never while one of them may be writing.
-parallel_stage_fn() {  # parallel_stage_fn CMD ARGS...: CMD in the background once fewer than $jobs run
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-  "$@" &
-  pids+=($!)
-}
-parallel_stage() { parallel_stage_fn run_stage "$@"; }
-wait_all() {
-  local pid status=0
-  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-  pids=()
-  return $status
-}
+. local/study_jobs.sh  # the pool of $jobs background commands and the order of the models
 
 # ------------------------------------------------------------------ 0-1: corpus, splits, features
 run_stage 0 corpus holdtts make-corpus --out-dir "$work/corpus" --num-utts "$corpus_utts" --seed "$corpus_seed" \
@@ -212,40 +197,7 @@ model_pipeline() {  # model_pipeline SYS SEED [extra --set ...]: stages 5, 6 and
     --seed "$attack_seed" --device "$device" --cache-dir "$work/.cache/quality"
   python local/study_results.py --work-dir "$work" --results-dir "$results" --model "$(basename "$exp")"
 }
-declare -A pipeline_pid=()  # "sys seed" -> the pid of its pipeline, so a student waits for its teachers only
-pipeline() { parallel_stage_fn model_pipeline "$@"; pipeline_pid["$1 $2"]=$!; }
-teachers_of() { case "$1" in distillmd) echo dualmd ;; distillmd_hold3) echo dualmd_hold3 ;; esac; }
-wait_for_slot() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done; }
-# A DistillMD student waits in `students` until its own teachers' pipeline has ended, then takes the next
-# free core before any other model: no barrier, and no core idles while the teachers train (sitting 11: the
-# old loop waited for them in line, and one core sat idle for the hour dualmd_hold3 of seed 1 took). A
-# failed teachers' pipeline skips its student here; its status stops the script at the final wait_all.
-students=()
-start_students() {  # start every waiting student whose teachers' pipeline has ended
-  local item sys k teachers pid waiting=()
-  for item in "${students[@]}"; do
-    read -r sys k <<<"$item"
-    teachers=$(teachers_of "$sys")
-    pid=${pipeline_pid["$teachers $k"]:-}
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then waiting+=("$item"); continue; fi
-    if [ -n "$pid" ] && ! wait "$pid"; then
-      echo "$0: $teachers of seed $k failed, so $sys of seed $k is not trained" >&2
-      continue
-    fi
-    pipeline "$sys" "$k" --set defense.teachers_dir="$(exp_of "$teachers" "$k")"
-  done
-  students=("${waiting[@]}")
-}
-for k in $(seq 1 "$seeds"); do
-  [ "$stage" -le 7 ] || break
-  for sys in $systems; do
-    if [ -n "$(teachers_of "$sys")" ]; then students+=("$sys $k"); continue; fi
-    wait_for_slot
-    start_students
-    pipeline "$sys" "$k"
-  done
-done
-while [ "${#students[@]}" -gt 0 ]; do start_students; [ "${#students[@]}" -eq 0 ] || wait -n || true; done
+[ "$stage" -gt 7 ] || run_models "$seeds" "$systems"
 wait_all
 
 # ------------------------------------------------------------------ 8: the report and the committed results
