@@ -567,3 +567,33 @@ def test_quality_beside_the_privacy_comparison_is_paired_over_seeds_at_both_samp
     assert "over 2 and 2 training seed(s), 12 sentences" in line and "MCD (dB) +1.000" in line
     own_line = "hold2's quality against vp at each system's own sampler"
     assert any(f.startswith(own_line) for f in result.summary["findings"])
+
+
+def test_a_comparison_not_at_equal_budget_says_how_the_training_differed(tmp_path):
+    from holdtts.config import TrainConfig
+
+    exp = tmp_path / "exp"
+    configs = {"vp": SystemConfig(name="vp", train=TrainConfig(lr=5e-3)),
+               "hold2": SystemConfig(name="hold2", process=ProcessConfig("hold", 2), train=TrainConfig(lr=5e-3)),
+               "hold3": SystemConfig(name="hold3", process=ProcessConfig("hold", 3), train=TrainConfig(lr=2.5e-3))}
+    for k, model in enumerate(("vp", "vp.seed2", "hold2", "hold3", "hold3.seed2")):
+        write_attack_dir(exp / model / "attack", {"pia": {"0.3": 1.0}}, seed=40 + k)
+        (exp / model / "config.yaml").write_text(dump_config(configs[model.split(".")[0]]))
+    # a seed of hold3 trained with a different batch too: both of its values are named
+    (exp / "hold3.seed2" / "config.yaml").write_text(
+        dump_config(SystemConfig(name="hold3", process=ProcessConfig("hold", 3), train=TrainConfig(lr=2.5e-3,
+                                                                                                    batch_size=8))))
+    result = write_report(exp)
+    by_system = {e["system"]: e for e in result.summary["comparisons"]}
+    assert by_system["hold2"]["training_differences"] == []
+    assert by_system["hold3"]["training_differences"] == [
+        {"key": "train.batch_size", "system": [16, 8], "baseline": [16]},
+        {"key": "train.lr", "system": [0.0025], "baseline": [0.005]}]
+    line = next(f for f in result.summary["findings"] if f.startswith("hold3 against vp"))
+    assert line.endswith("Not at equal budget: hold3 trained at train.batch_size 16 / 8, vp at 16; hold3 trained "
+                         "at train.lr 0.0025, vp at 0.005.")
+    assert "Not at equal budget" not in next(f for f in result.summary["findings"] if f.startswith("hold2 against vp"))
+    section = (result.out_dir / "report.md").read_text().split("## Does each model leak at all?")[0]
+    assert "Not at equal budget (config.yaml's train section):" in section
+    assert ("- hold3 trained at train.batch_size 16 / 8, vp at 16; hold3 trained at train.lr 0.0025, vp at 0.005."
+            in section)

@@ -151,6 +151,10 @@ class SystemRecord:
     def seed(self) -> int | None:
         return self._config_value("train", "seed")
 
+    def train_setting(self, key: str):
+        """A value of config.yaml's train section (None without a config, or where it lacks the key)."""
+        return self._config_value("train", key)
+
     @property
     def attack_every_epochs(self) -> int | None:
         return self._config_value("train", "attack_every_epochs")

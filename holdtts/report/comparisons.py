@@ -38,6 +38,11 @@ MIN_SEEDS = 2  # training seeds per side before a held-out comparison is resolve
 PLAIN_KINDS = ("vp", "hold")
 FAMILIES = ("all", "decoder", "text")
 FAMILY_LABELS = {"all": "every attack", "decoder": "decoder attacks", "text": "text-side attacks"}
+# The optimisation budget a comparison assumes equal on both sides (config.yaml's train section). A system
+# trained otherwise (the CPU study's order-3 dual-model defenses at half the learning rate, after diverging)
+# is compared all the same, and the report says how it differs beside its row.
+BUDGET_KEYS = ("batch_size", "max_steps", "max_epochs", "lr", "betas", "weight_decay", "lr_schedule",
+               "warmup_steps", "grad_clip", "ema_decay")
 
 
 @dataclass
@@ -151,12 +156,33 @@ def comparisons(records: list[SystemRecord], reference_name: str, samples: int =
             entry = {"system": group.name, "baseline": baseline.name,
                      "system_models": [r.name for r in group.records],
                      "baseline_models": [r.name for r in baseline.records], "families": {}}
+            entry["training_differences"] = training_differences(group, baseline)
             for family in FAMILIES:
                 entry["families"][family] = _compare_family(group, baseline, family, samples, seed)
             if preregistered:
                 entry["preregistered"] = {family: _compare_cell(group, baseline, cell, samples, seed)
                                           for family, cell in preregistered.items()}
             out.append(entry)
+    return out
+
+
+def training_differences(group: Group, baseline: Group) -> list[dict]:
+    """The budget settings (BUDGET_KEYS of config.yaml's train section) whose values differ between the two
+    sides: one item per key, with the values each side's models trained at (None: a model without config)."""
+    def values(records: list[SystemRecord], key: str) -> list:
+        seen = []
+        for record in records:
+            value = record.train_setting(key)
+            value = list(value) if isinstance(value, tuple) else value
+            if value not in seen:
+                seen.append(value)
+        return seen
+
+    out = []
+    for key in BUDGET_KEYS:
+        mine, theirs = values(group.records, key), values(baseline.records, key)
+        if mine != theirs:
+            out.append({"key": f"train.{key}", "system": mine, "baseline": theirs})
     return out
 
 

@@ -239,7 +239,9 @@ def build_summary(records: list[SystemRecord], figures: FigureSet, exp_dir: Path
             "in_sample_max": "maximum AUROC over every attack directory, attack and t, picked on the rows it "
                              "is reported on: an optimistic upper bound, not a finding",
             "comparisons": "held-out AUROC of the system minus its baseline on shared utterances, paired "
-                           "bootstrap over test utterances (and training seeds)",
+                           "bootstrap over test utterances (and training seeds); training_differences: the "
+                           "budget settings of config.yaml's train section whose values differ between the "
+                           "two sides (empty: trained at equal budget)",
             "quality_vs_reference": "difference = system - reference system; paired intervals resample the "
                                     "shared test utterances (percentile bootstrap, 95%)",
             "quality_comparisons": "seed-mean of each metric of the system minus the baseline's, on the test "
@@ -389,8 +391,21 @@ def comparison_statement(entry: dict) -> str:
     seeds = ("" if first is None else
              f" over {first['system']['seeds']} and {first['baseline']['seeds']} training seed(s), "
              f"{first['num_members_test']} / {first['num_nonmembers_test']} test utterances")
+    note = training_note(entry)
     return (f"{entry['system']} against {entry['baseline']}{seeds}: held-out AUROC difference for "
-            + "; ".join(parts) + ".")
+            + "; ".join(parts) + "." + (f" Not at equal budget: {note}." if note else ""))
+
+
+def training_note(entry: dict) -> str | None:
+    """How the system's training differs from its baseline's (budget settings), or None when it does not."""
+    def shown(values: list) -> str:
+        return " / ".join("unknown" if v is None else str(v) for v in values)
+
+    items = entry.get("training_differences") or []
+    if not items:
+        return None
+    return "; ".join(f"{entry['system']} trained at {d['key']} {shown(d['system'])}, {entry['baseline']} at "
+                     f"{shown(d['baseline'])}" for d in items)
 
 
 def preregistered_statement(entry: dict, summary: dict) -> str | None:
@@ -936,8 +951,10 @@ def _setup(summary: dict, records: list[SystemRecord]) -> str:
 
 def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
     reference = summary["reference_system"]
-    comparisons_part = (_comparison_table(summary) + "\n" if summary["comparisons"] else
-                        "Only one system group: nothing to compare.\n")
+    notes = [f"- {note}." for e in summary["comparisons"] if (note := training_note(e))]
+    comparisons_part = (_comparison_table(summary) + "\n" + ("\nNot at equal budget (config.yaml's train "
+                        "section):\n\n" + "\n".join(notes) + "\n" if notes else "")
+                        if summary["comparisons"] else "Only one system group: nothing to compare.\n")
     sections = [
         "# holdtts report: membership privacy beside audio quality\n",
         f"Systems from `{summary['exp_dir']}`: {', '.join(summary['systems_order'])}. Generated "
