@@ -576,24 +576,27 @@ def test_a_comparison_not_at_equal_budget_says_how_the_training_differed(tmp_pat
     configs = {"vp": SystemConfig(name="vp", train=TrainConfig(lr=5e-3)),
                "hold2": SystemConfig(name="hold2", process=ProcessConfig("hold", 2), train=TrainConfig(lr=5e-3)),
                "hold3": SystemConfig(name="hold3", process=ProcessConfig("hold", 3), train=TrainConfig(lr=2.5e-3))}
-    for k, model in enumerate(("vp", "vp.seed2", "hold2", "hold3", "hold3.seed2")):
+    for k, model in enumerate(("vp", "vp.seed2", "hold2", "hold2.seed2", "hold3", "hold3.seed2")):
         write_attack_dir(exp / model / "attack", {"pia": {"0.3": 1.0}}, seed=40 + k)
-        (exp / model / "config.yaml").write_text(dump_config(configs[model.split(".")[0]]))
+        if model != "hold2.seed2":  # a model without config.yaml: its budget is unknown
+            (exp / model / "config.yaml").write_text(dump_config(configs[model.split(".")[0]]))
     # a seed of hold3 trained with a different batch too: both of its values are named
     (exp / "hold3.seed2" / "config.yaml").write_text(
         dump_config(SystemConfig(name="hold3", process=ProcessConfig("hold", 3), train=TrainConfig(lr=2.5e-3,
                                                                                                     batch_size=8))))
     result = write_report(exp)
     by_system = {e["system"]: e for e in result.summary["comparisons"]}
-    assert by_system["hold2"]["training_differences"] == []
+    assert by_system["hold2"]["training_differences"] == [
+        {"key": "config.yaml", "system": ["hold2.seed2"], "baseline": []}]
     assert by_system["hold3"]["training_differences"] == [
-        {"key": "train.batch_size", "system": [16, 8], "baseline": [16]},
+        {"key": "train.batch_size", "system": [8, 16], "baseline": [16]},
         {"key": "train.lr", "system": [0.0025], "baseline": [0.005]}]
     line = next(f for f in result.summary["findings"] if f.startswith("hold3 against vp"))
-    assert line.endswith("Not at equal budget: hold3 trained at train.batch_size 16 / 8, vp at 16; hold3 trained "
+    assert line.endswith("Not at equal budget: hold3 trained at train.batch_size 8 / 16, vp at 16; hold3 trained "
                          "at train.lr 0.0025, vp at 0.005.")
-    assert "Not at equal budget" not in next(f for f in result.summary["findings"] if f.startswith("hold2 against vp"))
+    line = next(f for f in result.summary["findings"] if f.startswith("hold2 against vp"))
+    assert line.endswith("Not at equal budget: no config.yaml for hold2.seed2, so its budget is unknown.")
     section = (result.out_dir / "report.md").read_text().split("## Does each model leak at all?")[0]
     assert "Not at equal budget (config.yaml's train section):" in section
-    assert ("- hold3 trained at train.batch_size 16 / 8, vp at 16; hold3 trained at train.lr 0.0025, vp at 0.005."
+    assert ("- hold3 trained at train.batch_size 8 / 16, vp at 16; hold3 trained at train.lr 0.0025, vp at 0.005."
             in section)

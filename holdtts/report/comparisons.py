@@ -166,23 +166,29 @@ def comparisons(records: list[SystemRecord], reference_name: str, samples: int =
     return out
 
 
+def _value_order(value) -> tuple:
+    """Numbers first, by value; then anything else by its JSON text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, json.dumps(value))
+
+
 def training_differences(group: Group, baseline: Group) -> list[dict]:
     """The budget settings (BUDGET_KEYS of config.yaml's train section) whose values differ between the two
-    sides: one item per key, with the values each side's models trained at (None: a model without config)."""
+    sides: one item per key, with the distinct values each side's models trained at, sorted. Models without
+    a config.yaml are left out of the values and named once (key "config.yaml")."""
     def values(records: list[SystemRecord], key: str) -> list:
-        seen = []
-        for record in records:
-            value = record.train_setting(key)
-            value = list(value) if isinstance(value, tuple) else value
-            if value not in seen:
-                seen.append(value)
-        return seen
+        seen = {json.dumps(record.train_setting(key)) for record in records if record.config is not None}
+        return sorted((json.loads(v) for v in seen), key=_value_order)
 
     out = []
     for key in BUDGET_KEYS:
         mine, theirs = values(group.records, key), values(baseline.records, key)
         if mine != theirs:
             out.append({"key": f"train.{key}", "system": mine, "baseline": theirs})
+    missing = [[r.name for r in side.records if r.config is None] for side in (group, baseline)]
+    if any(missing):
+        out.append({"key": "config.yaml", "system": missing[0], "baseline": missing[1]})
     return out
 
 

@@ -399,13 +399,18 @@ def comparison_statement(entry: dict) -> str:
 def training_note(entry: dict) -> str | None:
     """How the system's training differs from its baseline's (budget settings), or None when it does not."""
     def shown(values: list) -> str:
-        return " / ".join("unknown" if v is None else str(v) for v in values)
+        return " / ".join("unset" if v is None else str(v) for v in values)
+
+    def said(d: dict) -> str:
+        if d["key"] == "config.yaml":
+            names = d["system"] + d["baseline"]
+            whose = "its" if len(names) == 1 else "their"
+            return f"no config.yaml for {', '.join(names)}, so {whose} budget is unknown"
+        return (f"{entry['system']} trained at {d['key']} {shown(d['system'])}, "
+                f"{entry['baseline']} at {shown(d['baseline'])}")
 
     items = entry.get("training_differences") or []
-    if not items:
-        return None
-    return "; ".join(f"{entry['system']} trained at {d['key']} {shown(d['system'])}, {entry['baseline']} at "
-                     f"{shown(d['baseline'])}" for d in items)
+    return "; ".join(said(d) for d in items) or None
 
 
 def preregistered_statement(entry: dict, summary: dict) -> str | None:

@@ -31,17 +31,20 @@ teachers_of() { case "$1" in distillmd) echo dualmd ;; distillmd_hold3) echo dua
 # A DistillMD student waits aside until its own teachers' pipeline has ended, then takes the next free core
 # before any other model. Sitting 8's loop waited for the teachers in line and left a core idle while they
 # trained (an hour for dualmd_hold3 in sitting 11); before it, a barrier after each seed did the same.
-# A failed teachers' pipeline skips its student; its status stops the caller at wait_all.
+# A failed teachers' pipeline skips its student; its status stops the caller at wait_all. Teachers that are
+# not among the systems run (a student alone, with teachers trained before) do not hold their student back.
 declare -A pipeline_pid=()  # "sys seed" -> the pid of its pipeline
 students=()                 # "sys seed" of the students not started yet
 pipeline() { parallel_stage_fn model_pipeline "$@"; pipeline_pid["$1 $2"]=$!; }
-start_ready_students() {
+running() { [[ " $(jobs -rp | tr '\n' ' ') " == *" $1 "* ]]; }  # one of this shell's jobs, still running
+start_ready_students() {  # start_ready_students "SYSTEMS"
   local item sys k teachers pid waiting=()
   for item in "${students[@]}"; do
     read -r sys k <<<"$item"
     teachers=$(teachers_of "$sys")
     pid=${pipeline_pid["$teachers $k"]:-}
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then waiting+=("$item"); continue; fi
+    if [ -z "$pid" ] && [[ " $1 " == *" $teachers "* ]]; then waiting+=("$item"); continue; fi  # not started
+    if [ -n "$pid" ] && running "$pid"; then waiting+=("$item"); continue; fi
     if [ -n "$pid" ] && ! wait "$pid"; then  # bash keeps an ended job's status, even after `wait -n`
       echo "$0: $teachers of seed $k failed, so $sys of seed $k is not trained" >&2
       continue
@@ -50,18 +53,24 @@ start_ready_students() {
   done
   students=("${waiting[@]}")
 }
+free_slot() {  # free_slot "SYSTEMS": wait for a free core, giving each one that frees to a ready student first
+  start_ready_students "$1"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+    wait -n || true
+    start_ready_students "$1"
+  done
+}
 run_models() {  # run_models SEEDS "SYSTEMS"
   local k sys
   for k in $(seq 1 "$1"); do
     for sys in $2; do
       if [ -n "$(teachers_of "$sys")" ]; then students+=("$sys $k"); continue; fi
-      wait_for_slot
-      start_ready_students
+      free_slot "$2"
       pipeline "$sys" "$k"
     done
   done
   while [ "${#students[@]}" -gt 0 ]; do
-    start_ready_students
+    start_ready_students "$2"
     [ "${#students[@]}" -eq 0 ] || wait -n || true
   done
 }
