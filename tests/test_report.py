@@ -600,3 +600,32 @@ def test_a_comparison_not_at_equal_budget_says_how_the_training_differed(tmp_pat
     assert "Not at equal budget (config.yaml's train section):" in section
     assert ("- hold3 trained at train.batch_size 8 / 16, vp at 16; hold3 trained at train.lr 0.0025, vp at 0.005."
             in section)
+
+
+def test_the_answer_table_puts_each_pair_s_leakage_beside_its_quality(tmp_path):
+    exp = tmp_path / "exp"
+    configs = {"vp": SystemConfig(name="vp"), "hold3": SystemConfig(name="hold3", process=ProcessConfig("hold", 3))}
+    for k, model in enumerate(("vp", "vp.seed2", "hold3", "hold3.seed2")):
+        system = model.split(".")[0]
+        write_attack_dir(exp / model / "attack", SHIFTS[system]["attack"], seed=60 + k)
+        (exp / model / "config.yaml").write_text(dump_config(configs[system]))
+        worse = system == "hold3"
+        write_quality(exp / model / "evaluate", dnsmos_shift=0.0, mcd_shift=1.0 if worse else 0.0,
+                      wer_errors=4 if worse else 2)
+    result = write_report(exp)
+    markdown = (result.out_dir / "report.md").read_text()
+    assert markdown.index("## The answer") < markdown.index("## Does each system leak less")
+    section = markdown.split("## The answer", 1)[1].split("\n## ", 1)[0]
+    [row] = [line for line in section.splitlines() if line.startswith("| hold3 | vp |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    entry = result.summary["comparisons"][0]
+    decoder = entry["families"]["decoder"]["result"]
+    assert cells[2] == "2 / 2"
+    # the fixture's hold3 decoder attacks leak far less than vp's, resolved over two seeds a side
+    assert cells[4].startswith(f"leaks less ({decoder['difference']:+.3f} [{decoder['ci'][0]:+.3f}, "
+                               f"{decoder['ci'][1]:+.3f}], p = ")
+    assert decoder["ci"][1] < 0
+    # quality: MCD and generic WER worse by construction, DNSMOS equal; own sampler = the common one here
+    assert cells[6] == "worse: MCD (dB), WER (generic)"
+    assert cells[7] == "as common"
+    assert cells[8] == "yes"

@@ -24,7 +24,13 @@ from holdtts.report.collect import (
 from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, read_preregistered, verdict
 from holdtts.report.figures import FigureSet, curves_label
 from holdtts.report.quality_comparisons import METRICS as PAIRED_QUALITY
-from holdtts.report.quality_comparisons import READING_LABELS, first_result, has_own_reading, quality_comparisons
+from holdtts.report.quality_comparisons import (
+    READING_LABELS,
+    first_result,
+    has_own_reading,
+    own_is_common,
+    quality_comparisons,
+)
 from holdtts.report.quality_tables import quality_sections, quality_summary
 from holdtts.report.speakers import speaker_section, speaker_summary
 
@@ -576,6 +582,62 @@ def _difference(item: dict) -> str:
     return f"{r['difference']:+.3f} [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}], p = {_p(r['p_value'])}: {verdict(r)}"
 
 
+LEAKAGE_WORDS = {"lower": "leaks less", "higher": "leaks more", "no difference resolved": "no difference resolved"}
+
+
+def _leakage_words(item: dict) -> str:
+    r = item["result"]
+    if r is None:
+        return f"no comparison ({item['why']})"
+    word = verdict(r)
+    head = next((w for w in LEAKAGE_WORDS if word.startswith(w)), None)
+    if head is None:  # "not resolved with fewer than ... seeds"
+        return word
+    return (f"{LEAKAGE_WORDS[head]}{word[len(head):]} ({r['difference']:+.3f} "
+            f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}], p = {_p(r['p_value'])})")
+
+
+def _quality_words(items: dict | None) -> str:
+    """The metrics resolved worse and better at one reading, or that none was."""
+    if items is None or first_result(items) is None:
+        return DASH
+    by_word: dict[str, list[str]] = {"worse": [], "better": []}
+    few = False
+    for m in PAIRED_QUALITY:
+        item = items[m.key]
+        if item["result"] is None:
+            continue
+        word = item["verdict"].split(" (", 1)[0]
+        few = few or "fewer than" in item["verdict"]
+        if word in by_word:
+            by_word[word].append(m.label)
+    parts = [f"{word}: {', '.join(labels)}" for word, labels in by_word.items() if labels]
+    text = "; ".join(parts) if parts else "no difference resolved"
+    return text + (" (these trained models only: fewer than 2 seeds a side)" if few else "")
+
+
+def _answer_table(summary: dict) -> str:
+    """One row per system and baseline: the privacy verdicts and, beside them, the quality verdicts."""
+    quality = {(e["system"], e["baseline"]): e for e in summary.get("quality_comparisons") or []}
+    header = ["system", "baseline", "training seeds (system / baseline)",
+              *(f"leakage, {FAMILY_LABELS[f]} (Δ AUROC [95% CI], p)" for f in FAMILIES),
+              "quality at the common sampler", "quality at each system's own sampler", "equal budget"]
+    rows = []
+    for entry in summary["comparisons"]:
+        first = entry["families"]["all"]["result"]
+        readings = (quality.get((entry["system"], entry["baseline"])) or {}).get("readings") or {}
+        own = readings.get("own")
+        own_words = (DASH if own is None else "as common" if own_is_common({"readings": readings})
+                     else _quality_words(own))
+        rows.append([entry["system"], entry["baseline"],
+                     DASH if first is None else f"{first['system']['seeds']} / {first['baseline']['seeds']}",
+                     *(_leakage_words(entry["families"][f]) for f in FAMILIES),
+                     _quality_words(readings.get("common")),
+                     own_words,
+                     "yes" if not entry.get("training_differences") else "no (below)"])
+    return _table(header, rows)
+
+
 def _comparison_table(summary: dict) -> str:
     header = ["system", "baseline", "system AUROC (seeds)", "baseline AUROC (seeds)", "test members / non-members",
               *(f"Δ AUROC, {FAMILY_LABELS[f]} [95% CI], p" for f in FAMILIES)]
@@ -965,6 +1027,13 @@ def render_markdown(summary: dict, records: list[SystemRecord]) -> str:
         f"Systems from `{summary['exp_dir']}`: {', '.join(summary['systems_order'])}. Generated "
         f"{summary['created']}. Every number below is in report.json, the headline table also in headline.tsv; "
         "all privacy numbers recompute from the rows.tsv files.\n",
+        *(["## The answer\n",
+           "Does each system leak less than its baseline, and at what cost in quality? One row per pair, read "
+           "from the tables below: leakage from the held-out comparison (negative Δ AUROC: the system leaks "
+           "less), quality from the paired differences over seeds (the metrics resolved worse or better than "
+           "the baseline's; the rest are not resolved). \"equal budget: no\" rows are listed under the next "
+           "table.\n",
+           _answer_table(summary) + "\n"] if summary["comparisons"] else []),
         "## Does each system leak less than its baseline?\n",
         f"Held-out AUROC of each system minus its baseline ({reference}, and for a defense of order n the plain "
         "order-n system), on the utterances both were attacked on, mean over training seeds, with a paired "
