@@ -21,7 +21,14 @@ from holdtts.report.collect import (
     per_sentence_values,
     read_quality_rows,
 )
-from holdtts.report.comparisons import FAMILIES, FAMILY_LABELS, comparisons, read_preregistered, verdict
+from holdtts.report.comparisons import (
+    FAMILIES,
+    FAMILY_LABELS,
+    MIN_SEEDS,
+    comparisons,
+    read_preregistered,
+    verdict,
+)
 from holdtts.report.figures import FigureSet, curves_label
 from holdtts.report.quality_comparisons import METRICS as PAIRED_QUALITY
 from holdtts.report.quality_comparisons import (
@@ -613,7 +620,7 @@ def _quality_words(items: dict | None) -> str:
             by_word[word].append(m.label)
     parts = [f"{word}: {', '.join(labels)}" for word, labels in by_word.items() if labels]
     text = "; ".join(parts) if parts else "no difference resolved"
-    return text + (" (these trained models only: fewer than 2 seeds a side)" if few else "")
+    return text + (f" (these trained models only: fewer than {MIN_SEEDS} seeds a side)" if few else "")
 
 
 def _answer_table(summary: dict) -> str:
@@ -627,7 +634,7 @@ def _answer_table(summary: dict) -> str:
         first = entry["families"]["all"]["result"]
         readings = (quality.get((entry["system"], entry["baseline"])) or {}).get("readings") or {}
         own = readings.get("own")
-        own_words = (DASH if own is None else "as common" if own_is_common({"readings": readings})
+        own_words = (DASH if own is None else "as common" if own_is_common(readings)
                      else _quality_words(own))
         rows.append([entry["system"], entry["baseline"],
                      DASH if first is None else f"{first['system']['seeds']} / {first['baseline']['seeds']}",

@@ -131,16 +131,16 @@ def first_result(items: dict) -> dict | None:
     return next((items[m.key] for m in METRICS if items[m.key]["result"] is not None), None)
 
 
-def own_is_common(entry: dict) -> bool:
+def own_is_common(readings: dict) -> bool:
     """Whether the pair's own-sampler reading is its common one: the same models and results for every
     metric (the reasons a metric has no result name the reading, so they are not compared)."""
     def gist(item: dict) -> tuple:
         return item["result"], item["system_models"], item["baseline_models"]
 
-    own, common = entry["readings"]["own"], entry["readings"]["common"]
+    own, common = readings["own"], readings["common"]
     return all(gist(own[m.key]) == gist(common[m.key]) for m in METRICS)
 
 
 def has_own_reading(entries: list[dict]) -> bool:
     """Whether any system's own-sampler reading differs from its common one (used other rows)."""
-    return not all(own_is_common(e) for e in entries)
+    return not all(own_is_common(e["readings"]) for e in entries)
