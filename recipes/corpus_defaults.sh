@@ -21,4 +21,7 @@ case "$corpus" in
     ;;
   *) echo "$0: --corpus must be mini or $corpus_name, got '$corpus'" >&2; exit 2 ;;
 esac
+if [ "$jobs" != auto ] && ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: --jobs must be auto or a positive number, got '$jobs'" >&2; exit 2
+fi
 : # a sourced file ends with status 0 whatever the last test above gave

@@ -16,7 +16,10 @@ blackbox=true          # also attack every system through its synthesis (one syn
 eval_utts=             # quality: the first N test sentences (default: mini 8, the real corpus all)
 eval_metrics=auto      # holdtts evaluate --metrics: auto (mini adds its two recognisers), or e.g. auto,-wer_espeak
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
+jobs=auto              # stages 4-6 (train, attack, evaluate): how many run at once, with $(nproc)/jobs threads
+                       # each; auto: 2 for the mini corpus on the CPU (two one-thread jobs outrun one
+                       # two-thread job, bench/bench_threads.py), else 1
 device=auto            # auto | cpu | cuda
 recipe_options="stage stop_stage corpus mini_utts seed size train_params vocoder attacks attack_utts attack_params"
-recipe_options+=" blackbox eval_utts eval_metrics nj device"
+recipe_options+=" blackbox eval_utts eval_metrics nj jobs device"
 help_message="Usage: $0 [options]   (see the comment at the top of run.sh and the README)"

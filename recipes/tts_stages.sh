@@ -1,6 +1,6 @@
 # Stages 1-7 of every TTS recipe (egs/ljspeech, egs/vctk, egs/libritts): prepare, features, vocoder, train,
 # attack, evaluate, report. Source it from run.sh after stage 0 has set $corpus_dir, with stages.sh sourced
-# and these set: seed nj device size systems conf_dir vocoder attacks attack_utts attack_params blackbox
+# and these set: seed nj jobs device size systems conf_dir vocoder attacks attack_utts attack_params blackbox
 # eval_utts, and the arrays train_conf (config layers and overrides for every system) and prepare_extra
 # (further `holdtts prepare` options).
 #
@@ -28,6 +28,30 @@ elif [ "$vocoder" != griffin-lim ]; then
   echo "$0: --vocoder must be auto, griffin-lim or hifigan, got '$vocoder'" >&2; exit 2
 fi
 
+# ------------------------------------------------------------------ stages 4-6: how many jobs at once
+# With --jobs N above 1, the commands of each of stages 4-6 run N at a time (the pool of recipes/jobs.sh),
+# with $(nproc)/N threads each, and the stage ends when all of them have; a failed one stops the recipe
+# when the rest of its stage has run (none is cut off mid-write). auto: 2 for the mini corpus on a CPU with 2 cores or more (the demo's two
+# systems train side by side), else 1: one command at a time, in the foreground, as before.
+. ../../recipes/jobs.sh
+if [ "$jobs" = auto ]; then
+  jobs=1
+  if [ "$corpus" = mini ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 4 ] && [ "$(nproc)" -ge 2 ]; then
+    if [ "$device" = cpu ] || { [ "$device" = auto ] && ! python -c 'import sys, torch; sys.exit(torch.cuda.is_available())'; }; then
+      jobs=2
+    fi
+  fi
+fi
+if [ "$jobs" -gt 1 ]; then
+  job_threads=$(( $(nproc) / jobs ))
+  [ "$job_threads" -ge 1 ] || job_threads=1
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$job_threads} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$job_threads}
+  stop_jobs_on_signal
+  [ "$stage" -gt 6 ] || [ "$stop_stage" -lt 4 ] || \
+    log "stages 4-6: $jobs commands at once, $OMP_NUM_THREADS threads each (--jobs)"
+fi
+recipe_stage() { if [ "$jobs" -gt 1 ]; then parallel_stage "$@"; else run_stage "$@"; fi; }
+
 # ------------------------------------------------------------------ 4: TTS systems
 speaker_conf=()
 if [ "$multi_speaker" = true ] && [ "$stop_stage" -ge 4 ] && [ "$stage" -le 4 ]; then
@@ -36,9 +60,14 @@ if [ "$multi_speaker" = true ] && [ "$stop_stage" -ge 4 ] && [ "$stage" -le 4 ];
 fi
 for sys in $systems; do
   [ -f "$conf_dir/$sys.yaml" ] || { echo "$0: no $conf_dir/$sys.yaml for system '$sys'" >&2; exit 2; }
-  run_stage 4 "train-$sys" holdtts train --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}" \
+done
+for sys in $systems; do
+  # a DistillMD student trains from DualMD's teachers (its config's defense.teachers_dir): after them
+  [[ "$sys" != distillmd* ]] || wait_all
+  recipe_stage 4 "train-$sys" holdtts train --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}" \
     --exp-dir "exp/$sys" --data-dir data --dump-dir dump --device "$device" --no-progress
 done
+wait_all
 
 # ------------------------------------------------------------------ 5: membership-inference attacks
 attack_args=(--data-dir data --dump-dir dump --seed "$seed" --device "$device")
@@ -48,19 +77,20 @@ for sys in $systems; do
   if [[ "$sys" == dualmd* ]]; then
     # white-box: each teacher against its own half (the deployed pipeline has no single score network)
     for k in 1 2; do
-      run_stage 5 "attack-$sys-teacher$k" holdtts attack --model "exp/$sys/teacher$k" \
+      recipe_stage 5 "attack-$sys-teacher$k" holdtts attack --model "exp/$sys/teacher$k" \
         --out-dir "exp/$sys/attack_teacher$k" --attack "$attacks" "${attack_args[@]}"
     done
   else
-    run_stage 5 "attack-$sys" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack" --attack "$attacks" \
+    recipe_stage 5 "attack-$sys" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack" --attack "$attacks" \
       "${attack_args[@]}"
   fi
   # black-box, for every system alike: the distance from a recording to the synthesis of its text
   if [ "$blackbox" = true ]; then
-    run_stage 5 "attack-$sys-blackbox" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack_blackbox" \
+    recipe_stage 5 "attack-$sys-blackbox" holdtts attack --model "exp/$sys" --out-dir "exp/$sys/attack_blackbox" \
       --attack synth_distance "${attack_args[@]}"
   fi
 done
+wait_all
 
 # ------------------------------------------------------------------ 6: audio quality (test sentences)
 eval_args=(--data-dir data --dump-dir dump --vocoder "$vocoder_arg" --seed "$seed" --device "$device"
@@ -75,10 +105,11 @@ if [ "$corpus" = mini ]; then
   esac
 fi
 # the ceiling row and the sanity table: real test recordings, raw and vocoded, against other non-members
-run_stage 6 evaluate-reference holdtts evaluate --reference-only --out-dir exp/reference "${eval_args[@]}"
+recipe_stage 6 evaluate-reference holdtts evaluate --reference-only --out-dir exp/reference "${eval_args[@]}"
 for sys in $systems; do
-  run_stage 6 "evaluate-$sys" holdtts evaluate --model "exp/$sys" --out-dir "exp/$sys/evaluate" "${eval_args[@]}"
+  recipe_stage 6 "evaluate-$sys" holdtts evaluate --model "exp/$sys" --out-dir "exp/$sys/evaluate" "${eval_args[@]}"
 done
+wait_all
 
 # ------------------------------------------------------------------ 7: the report
 # always rebuilt: it reads whatever the stages above left in exp/

@@ -73,12 +73,10 @@ nonmembers=$(setting - nonmembers)
 num_test=$(setting - test)
 base_config=(--config conf/vp.yaml --config conf/tiny.yaml)
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# Ctrl-C or a kill reaches every job: background commands of a script ignore SIGINT, so without this the
-# attacks and evaluations of running pipelines would go on with nobody waiting for them. Trainings stop
-# at a checkpoint and exit 143; nothing is marked done.
-trap 'trap "" INT TERM; kill -TERM 0 2>/dev/null; wait; exit 130' INT TERM
-
 . local/study_jobs.sh  # the pool of $jobs background commands and the order of the models
+# Ctrl-C or a kill reaches every job (the attacks and evaluations of running pipelines too); trainings stop
+# at a checkpoint and exit 143; nothing is marked done
+stop_jobs_on_signal
 
 # ------------------------------------------------------------------ 0-1: corpus, splits, features
 run_stage 0 corpus holdtts make-corpus --out-dir "$work/corpus" --num-utts "$corpus_utts" --seed "$corpus_seed" \

@@ -8,23 +8,10 @@
 #                                   every system first; a DistillMD student gets `--set
 #                                   defense.teachers_dir=$(exp_of TEACHERS K)` and starts after its teachers
 #
-# The caller defines $jobs, model_pipeline and exp_of. A job that fails is reported by wait_all (the barrier),
-# which the caller runs after the jobs still running have ended: never while one of them may be writing.
+# The caller defines $jobs, model_pipeline and exp_of; the pool itself (parallel_stage_fn, parallel_stage,
+# wait_all) is the recipes' (recipes/jobs.sh).
 
-pids=()
-parallel_stage_fn() {
-  wait_for_slot
-  "$@" &
-  pids+=($!)
-}
-parallel_stage() { parallel_stage_fn run_stage "$@"; }
-wait_for_slot() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done; }
-wait_all() {
-  local pid status=0
-  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-  pids=()
-  return $status
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../../../recipes/jobs.sh"
 
 teachers_of() { case "$1" in distillmd) echo dualmd ;; distillmd_hold3) echo dualmd_hold3 ;; esac; }
 
