@@ -20,6 +20,7 @@
 #     under a trained model) is an error naming the marker: outputs are never silently reused nor
 #     silently overwritten;
 #   - `stage_always=1 run_stage ...` runs every time (for cheap stages that summarise the others).
+#   - `stage_console=0 run_stage ...` writes the command's output to its log only, not also to stderr.
 
 log() { printf '%s %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
 
@@ -92,8 +93,13 @@ run_stage() {
   fi
   log "stage $n ($name): start: $*"
   local start=$SECONDS status
-  # tee -i: a Ctrl-C reaches the command, which saves its work; tee keeps logging until it exits
-  "$@" 2>&1 | tee -i "$logfile" && status=0 || status=${PIPESTATUS[0]}
+  if [ "${stage_console:-1}" = 1 ]; then
+    # tee ignores SIGINT (-i) and SIGTERM: a Ctrl-C or kill reaches the command, which saves its work, and
+    # tee keeps logging until it exits
+    "$@" 2>&1 | (trap '' TERM; exec tee -i "$logfile") && status=0 || status=${PIPESTATUS[0]}
+  else  # stage_console=0: to the log only (commands side by side would garble the terminal)
+    "$@" > "$logfile" 2>&1 && status=0 || status=$?
+  fi
   if [ "$status" = 130 ] || [ "$status" = 143 ]; then
     log "stage $n ($name): INTERRUPTED (exit $status) after $((SECONDS - start)) s; not marked done, re-run" \
       "to resume it (log: $logfile)"

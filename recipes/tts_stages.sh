@@ -29,28 +29,34 @@ elif [ "$vocoder" != griffin-lim ]; then
 fi
 
 # ------------------------------------------------------------------ stages 4-6: how many jobs at once
-# With --jobs N above 1, the commands of each of stages 4-6 run N at a time (the pool of recipes/jobs.sh),
-# with $(nproc)/N threads each, and the stage ends when all of them have; a failed one stops the recipe
-# when the rest of its stage has run (none is cut off mid-write). auto: 2 for the mini corpus on a CPU with 2 cores or more (the demo's two
-# systems train side by side), else 1: one command at a time, in the foreground, as before.
+# With --jobs N above 1, each of stages 4-6 runs up to N of its commands at once (the pool of recipes/jobs.sh),
+# each with (cores)/N threads unless OMP_NUM_THREADS is set, its output in its log only; a stage starts when
+# the one before has ended, and a failed command stops the recipe once the rest of its stage has run (none is
+# cut off mid-write). auto: 2 for the mini corpus at the tiny size on a CPU with 2 cores or more (two
+# one-thread trainings of the tiny model outrun one two-thread training: bench/bench_threads.py), else 1:
+# one command at a time, in the foreground, as in every release before.
 . ../../recipes/jobs.sh
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc itself obeys OMP_NUM_THREADS
 if [ "$jobs" = auto ]; then
   jobs=1
-  if [ "$corpus" = mini ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 4 ] && [ "$(nproc)" -ge 2 ]; then
-    if [ "$device" = cpu ] || { [ "$device" = auto ] && ! python -c 'import sys, torch; sys.exit(torch.cuda.is_available())'; }; then
+  if [ "$corpus" = mini ] && [ "$size" = tiny ] && [ "$cores" -ge 2 ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 4 ]
+  then  # the device: a CPU, or auto where torch finds no GPU (exit 0; a GPU or no torch: 1)
+    if [ "$device" = cpu ] || { [ "$device" = auto ] && python -c 'import sys, torch; sys.exit(torch.cuda.is_available())' 2>/dev/null; }; then
       jobs=2
     fi
   fi
 fi
-if [ "$jobs" -gt 1 ]; then
-  job_threads=$(( $(nproc) / jobs ))
-  [ "$job_threads" -ge 1 ] || job_threads=1
+job_threads=$(( cores / jobs > 0 ? cores / jobs : 1 ))
+_job_stage() {  # run_stage in a job: its threads, its output to its log only
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$job_threads} MKL_NUM_THREADS=${MKL_NUM_THREADS:-$job_threads}
+  stage_console=0 run_stage "$@"
+}
+recipe_stage() { if [ "$jobs" -gt 1 ]; then parallel_stage_fn _job_stage "$@"; else run_stage "$@"; fi; }
+if [ "$jobs" -gt 1 ]; then
   stop_jobs_on_signal
-  [ "$stage" -gt 6 ] || [ "$stop_stage" -lt 4 ] || \
-    log "stages 4-6: $jobs commands at once, $OMP_NUM_THREADS threads each (--jobs)"
+  [ "$stage" -gt 6 ] || [ "$stop_stage" -lt 4 ] || log "stages 4-6: up to $jobs commands at once," \
+    "OMP_NUM_THREADS=${OMP_NUM_THREADS:-$job_threads} each, their output in $log_dir/ (--jobs)"
 fi
-recipe_stage() { if [ "$jobs" -gt 1 ]; then parallel_stage "$@"; else run_stage "$@"; fi; }
 
 # ------------------------------------------------------------------ 4: TTS systems
 speaker_conf=()
@@ -61,13 +67,19 @@ fi
 for sys in $systems; do
   [ -f "$conf_dir/$sys.yaml" ] || { echo "$0: no $conf_dir/$sys.yaml for system '$sys'" >&2; exit 2; }
 done
+train_status=0
 for sys in $systems; do
-  # a DistillMD student trains from DualMD's teachers (its config's defense.teachers_dir): after them
-  [[ "$sys" != distillmd* ]] || wait_all
+  # a DistillMD student trains from DualMD's teachers (its config's defense.teachers_dir): after every
+  # training before it, and not at all when one of them failed (the others still run)
+  if [[ "$sys" == distillmd* ]]; then
+    wait_all || train_status=$?
+    if [ "$train_status" != 0 ]; then log "stage 4 (train-$sys): not started: a training before it failed"; continue; fi
+  fi
   recipe_stage 4 "train-$sys" holdtts train --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}" \
     --exp-dir "exp/$sys" --data-dir data --dump-dir dump --device "$device" --no-progress
 done
-wait_all
+wait_all || train_status=$?
+[ "$train_status" = 0 ] || exit "$train_status"
 
 # ------------------------------------------------------------------ 5: membership-inference attacks
 attack_args=(--data-dir data --dump-dir dump --seed "$seed" --device "$device")

@@ -1,7 +1,8 @@
 """The recipe's --jobs (recipes/jobs.sh, recipes/tts_stages.sh), driven with a stand-in `holdtts` that logs
 when each command starts and ends: stages 4-6 run at most --jobs commands at once, each stage after the
-one before has ended, a DistillMD student after its teachers, the report last; the threads each job gets;
-one command at a time with --jobs 1; a failed command stopping the recipe once the others have ended."""
+one before has ended, a DistillMD student after its teachers, the report last; the threads each job gets and
+where its output goes; one command at a time with --jobs 1; a failed command stopping the recipe once the
+rest of its stage has run; a Ctrl-C or kill reaching every job and the recipe waiting for them to save."""
 from __future__ import annotations
 
 import os
@@ -15,8 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Logs "start ID THREADS" and "end ID" (ID: the subcommand and its --exp-dir/--out-dir/--model); fails with
-# status 3 when ID is $FAIL. Long enough a sleep that two commands started together overlap in the log.
+# Logs "start ID THREADS" and "end ID" (ID: the subcommand and its --exp-dir or --out-dir), prints a line to
+# its output, sleeps $SLEEP seconds (1.5 when ID is in $SLOW) and fails with status 3 when ID is $FAIL. On
+# SIGTERM it takes a second to "save" (as holdtts train writes a checkpoint), logs "stopped ID", exits 143.
 FAKE_HOLDTTS = r"""#!/usr/bin/env bash
 name=$1; shift
 id=$name
@@ -25,11 +27,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 echo "start $id ${OMP_NUM_THREADS:-unset}" >> "$EVENTS"
-trap 'echo "stopped $id" >> "$EVENTS"; exit 143' TERM  # as holdtts train does: a checkpoint, then 143
-sleep "${SLEEP:-0.4}" & wait $!
+echo "output of $id"
+trap 'sleep 1; echo "stopped $id" >> "$EVENTS"; exit 143' TERM
+pause=${SLEEP:-0.4}
+[[ " ${SLOW:-} " != *" $id "* ]] || pause=1.5
+sleep "$pause" & wait $!
 echo "end $id" >> "$EVENTS"
 [ "$id" != "${FAIL:-}" ] || exit 3
 """
+# `python -c '...cuda...'` of the auto rule: exit $CUDA_EXIT (0: no GPU, 1: a GPU)
+FAKE_PYTHON = "#!/usr/bin/env bash\nexit ${CUDA_EXIT:-0}\n"
 
 
 @pytest.fixture
@@ -40,10 +47,10 @@ def recipe(tmp_path):
     for name in ("run.sh", "path.sh", "conf"):
         source = REPO / "egs" / "ljspeech" / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, egs / name)
-    fake = tmp_path / "bin" / "holdtts"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_HOLDTTS)
-    fake.chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    for name, text in (("holdtts", FAKE_HOLDTTS), ("python", FAKE_PYTHON)):
+        (tmp_path / "bin" / name).write_text(text)
+        (tmp_path / "bin" / name).chmod(0o755)
     return egs
 
 
@@ -53,17 +60,18 @@ def environment(egs: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(egs: Path, *args: str, fail: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+def run(egs: Path, *args: str, **extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     events = egs / "events.log"
     events.write_text("")
     done = subprocess.run(["bash", str(egs / "run.sh"), "--stage", "4", *args], cwd=egs,
-                          env=environment(egs, FAIL=fail), capture_output=True, text=True, timeout=120)
+                          env=environment(egs, **extra), capture_output=True, text=True, timeout=120)
     return done, events.read_text().splitlines()
 
 
 def spans(events: list[str]) -> dict[str, tuple[int, int]]:
-    """Each command's (start, end) positions in the log."""
-    events = [e for e in events if not e.startswith("stopped ")]
+    """Each command's (start, end) positions in the log; every command once."""
+    starts = [e.split()[1] for e in events if e.startswith("start ")]
+    assert len(starts) == len(set(starts)), f"a command ran twice: {events}"
     start = {e.split()[1]: i for i, e in enumerate(events) if e.startswith("start ")}
     end = {e.split()[1]: i for i, e in enumerate(events) if e.startswith("end ")}
     assert start.keys() == end.keys(), events
@@ -73,16 +81,21 @@ def spans(events: list[str]) -> dict[str, tuple[int, int]]:
 def most_at_once(events: list[str]) -> int:
     running = most = 0
     for e in events:
-        running += 1 if e.startswith("start ") else -1
+        running += 1 if e.startswith("start ") else -1 if e.startswith("end ") else 0
         most = max(most, running)
     return most
 
 
+def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+CORES = len(os.sched_getaffinity(0))
 SYSTEMS = "vp dualmd distillmd hold3"
 
 
 def test_two_jobs_run_each_stage_side_by_side_in_order(recipe):
-    done, events = run(recipe, "--systems", SYSTEMS, "--jobs", "2")
+    done, events = run(recipe, "--systems", SYSTEMS, "--jobs", "2", SLOW="train:exp/dualmd")
     assert done.returncode == 0, done.stderr[-3000:]
     s = spans(events)
     trains = [k for k in s if k.startswith("train:")]
@@ -92,61 +105,77 @@ def test_two_jobs_run_each_stage_side_by_side_in_order(recipe):
     # vp, hold3 and distillmd (white box, black box); dualmd's two teachers and its black box
     assert len(attacks) == 9 and len(evaluates) == 5  # the reference and four systems
     assert most_at_once(events) == 2
-    # the student after its teachers (and whatever trained before them); hold3 beside it
+    # the student after its (slower) teachers and vp; hold3 beside it
     assert s["train:exp/distillmd"][0] > max(s["train:exp/vp"][1], s["train:exp/dualmd"][1])
-    assert s["train:exp/hold3"][0] > s["train:exp/distillmd"][0]
+    assert overlap(s["train:exp/hold3"], s["train:exp/distillmd"])
     # each stage after every command of the one before; the recogniser before the evaluations; report last
     assert min(s[k][0] for k in attacks) > max(s[k][1] for k in trains)
     assert s["build-recognizer"][0] > max(s[k][1] for k in attacks)
     assert min(s[k][0] for k in evaluates) > s["build-recognizer"][1]
     assert s["report:exp"][0] > max(s[k][1] for k in evaluates) and events[-1] == "end report:exp"
-    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
-    assert {e.split()[2] for e in events if e.startswith("start ")} == {threads}
-    assert f"stages 4-6: 2 commands at once, {threads} threads each" in done.stderr
+    # side by side: one thread each on 2 cores, output in the stage's log only; alone: as before
+    threads = str(max(1, CORES // 2))
+    for k in trains + attacks + evaluates:
+        assert events[s[k][0]] == f"start {k} {threads}"
+    assert events[s["report:exp"][0]] == "start report:exp unset"
+    assert f"OMP_NUM_THREADS={threads} each, their output in exp/log/" in done.stderr
+    assert "output of train:exp/vp" not in done.stderr + done.stdout
+    assert "output of train:exp/vp" in (recipe / "exp" / "log" / "stage4.train-vp.log").read_text()
+    assert "output of report:exp" in done.stdout
     # a second run skips every finished stage
     again, events = run(recipe, "--systems", SYSTEMS, "--jobs", "2")
-    assert again.returncode == 0 and events == ["start report:exp " + threads, "end report:exp"]
+    assert again.returncode == 0 and events == ["start report:exp unset", "end report:exp"]
 
 
-def test_one_job_runs_one_command_at_a_time_with_the_threads_it_had(recipe):
+def test_a_users_thread_setting_is_kept(recipe):
+    done, events = run(recipe, "--systems", "vp hold3", "--jobs", "2", "--stop-stage", "4", OMP_NUM_THREADS="3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(e for e in events if e.startswith("start ")) == ["start train:exp/hold3 3", "start train:exp/vp 3"]
+
+
+def test_one_job_runs_one_command_at_a_time_as_before(recipe):
     done, events = run(recipe, "--systems", "vp hold3", "--jobs", "1")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert most_at_once(events) == 1 and len(spans(events)) == 11  # with the recogniser and report
+    assert most_at_once(events) == 1 and len(spans(events)) == 11  # with the recogniser and the report
     assert {e.split()[2] for e in events if e.startswith("start ")} == {"unset"}
-    assert "commands at once" not in done.stderr
-
-
-def test_auto_is_two_jobs_for_the_mini_corpus_on_the_cpu_and_one_for_the_real_corpus(recipe):
-    done, events = run(recipe, "--systems", "vp hold3", "--device", "cpu", "--stop-stage", "4")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert most_at_once(events) == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
+    assert "commands at once" not in done.stderr and "output of train:exp/vp" in done.stdout
     shutil.rmtree(recipe / "exp")
-    real, events = run(recipe, "--corpus", "ljspeech", "--systems", "vp hold3", "--device", "cpu",
-                       "--stop-stage", "4")
-    assert real.returncode == 0, real.stderr[-3000:]
-    assert most_at_once(events) == 1
+    failed, events = run(recipe, "--systems", "vp hold3", "--jobs", "1", FAIL="train:exp/vp")
+    assert failed.returncode == 1 and "stage 4 (train-vp): FAILED (exit 3)" in failed.stderr
+    assert events == ["start train:exp/vp unset", "end train:exp/vp"]  # stopped at once, in the foreground
 
 
-def test_a_failed_job_stops_the_recipe_after_the_others_end(recipe):
-    done, events = run(recipe, "--systems", "vp hold3", "--jobs", "2", fail="train:exp/vp")
+@pytest.mark.parametrize("corpus, device, cuda_exit, expected", [
+    ("mini", "cpu", "1", 2), ("mini", "auto", "0", 2), ("mini", "auto", "1", 1), ("mini", "cuda", "0", 1),
+    ("ljspeech", "cpu", "0", 1)])
+def test_auto_is_two_jobs_only_for_the_mini_corpus_on_a_cpu(recipe, corpus, device, cuda_exit, expected):
+    done, events = run(recipe, "--corpus", corpus, "--systems", "vp hold3", "--device", device,
+                       "--stop-stage", "4", CUDA_EXIT=cuda_exit)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert most_at_once(events) == (expected if CORES >= 2 else 1)
+
+
+def test_a_failed_job_stops_the_recipe_when_the_rest_of_its_stage_has_run(recipe):
+    # vp fails at once while hold2 trains: hold3 still takes the free core, then the recipe stops
+    done, events = run(recipe, "--systems", "vp hold2 hold3", "--jobs", "2", FAIL="train:exp/vp",
+                       SLOW="train:exp/hold2")
     assert done.returncode == 1
     assert "stage 4 (train-vp): FAILED (exit 3)" in done.stderr
-    assert "stage 4 (train-hold3): done" in done.stderr  # it was not cut off
-    assert not any(e.startswith("start attack") for e in events)
+    assert sorted(spans(events)) == ["train:exp/hold2", "train:exp/hold3", "train:exp/vp"]
     assert not (recipe / "exp" / ".done" / "stage4.train-vp.done").exists()
     assert (recipe / "exp" / ".done" / "stage4.train-hold3.done").exists()
+    # a student whose teachers (or anything trained before it) failed is not started
+    shutil.rmtree(recipe / "exp")
+    done, events = run(recipe, "--systems", "dualmd distillmd hold3", "--jobs", "2", FAIL="train:exp/dualmd")
+    assert done.returncode == 1
+    assert "stage 4 (train-distillmd): not started: a training before it failed" in done.stderr
+    assert sorted(spans(events)) == ["train:exp/dualmd", "train:exp/hold3"]
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
-def test_bad_jobs_values_are_errors(recipe, value):
-    done, events = run(recipe, "--jobs", value)
-    assert done.returncode == 2 and f"--jobs must be auto or a positive number, got '{value}'" in done.stderr
-    assert events == []
-
-
-def test_ctrl_c_stops_every_job_and_marks_nothing_done(recipe):
-    """Background commands of a script ignore SIGINT: the recipe's trap passes a Ctrl-C on to its jobs
-    (its own process group here, as a terminal's foreground job has)."""
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_every_job_and_the_recipe_waits_for_them(recipe, signum, status):
+    """Background commands of a script ignore SIGINT: the recipe's trap passes a Ctrl-C (or a kill) on to
+    its jobs' processes, and exits only once every one has saved, with nothing marked done."""
     events = recipe / "events.log"
     events.write_text("")
     recipe_run = subprocess.Popen(["bash", str(recipe / "run.sh"), "--stage", "4", "--systems", "vp hold3",
@@ -156,8 +185,17 @@ def test_ctrl_c_stops_every_job_and_marks_nothing_done(recipe):
         if events.read_text().count("start ") == 2:
             break
         time.sleep(0.05)
-    recipe_run.send_signal(signal.SIGINT)
+    recipe_run.send_signal(signum)
     _, stderr = recipe_run.communicate(timeout=30)
-    assert recipe_run.returncode == 130, stderr[-2000:]
+    assert recipe_run.returncode == status, stderr[-2000:]
+    # both had "saved" (a second each) before the recipe ended
     assert sorted(events.read_text().splitlines()[2:]) == ["stopped train:exp/hold3", "stopped train:exp/vp"]
+    assert stderr.count("stopped by a signal: what ran is not marked done") == 2
     assert not list((recipe / "exp" / ".done").glob("*.done"))
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_jobs_values_are_errors(recipe, value):
+    done, events = run(recipe, "--jobs", value)
+    assert done.returncode == 2 and f"--jobs must be auto or a positive number, got '{value}'" in done.stderr
+    assert events == []
