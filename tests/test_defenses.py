@@ -36,6 +36,7 @@ from holdtts.privacy.runner import AttackTarget, run_attacks
 from holdtts.quality.mcd import mcd_dtw
 from holdtts.training.trainer import Trainer
 from holdtts.utils.checkpoint import load_checkpoint
+from holdtts.utils.fileio import file_sha256
 
 from corpus_factory import utt_id, write_metadata, write_wav
 from tiny import CONF_DIR, TINY_OVERRIDES, tiny_config
@@ -373,6 +374,13 @@ def test_teachers_must_be_trained_on_their_own_half(recipe, dual):
     trainer.load_extra_checkpoint_state({"distillation_teachers": record})
     with pytest.raises(HoldttsError, match="mix two targets"):
         trainer.load_extra_checkpoint_state({"distillation_teachers": [{**record[0], "step": 99}, record[1]]})
+    # teachers trained again to the same step and split are other teachers: their checkpoints differ
+    assert [r["sha256"] for r in record] == [file_sha256(t.checkpoint) for t in trainer.teachers]
+    with pytest.raises(HoldttsError, match="mix two targets"):
+        trainer.load_extra_checkpoint_state({"distillation_teachers": [record[0], {**record[1], "sha256": "0" * 64}]})
+    # a record from before the checksum was kept resumes on step and split
+    trainer.load_extra_checkpoint_state({"distillation_teachers": [
+        {k: v for k, v in r.items() if k != "sha256"} for r in record]})
 
 
 @pytest.mark.parametrize("teachers", ["shared", "own"])

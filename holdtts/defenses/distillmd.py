@@ -50,6 +50,7 @@ from holdtts.errors import ConfigError, HoldttsError
 from holdtts.models.loading import load_model
 from holdtts.models.tts import GradTTS
 from holdtts.training.trainer import Trainer
+from holdtts.utils.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -234,16 +235,24 @@ class DistillTrainer(Trainer):
         return self.wrapped(batch.tokens, batch.token_lengths, targets=targets, speakers=batch.speakers)
 
     def _teacher_record(self) -> list[dict]:
-        return [{"path": str(d), "step": teacher.step, "train_split": teacher.checkpoint_state.get("train_split")}
-                for d, teacher in zip(self.teacher_dirs, self.teachers)]
+        # The checkpoint's checksum tells teachers trained again to the same step apart (a fresh machine
+        # retrains DualMD teachers whose checkpoints were never kept).
+        if not hasattr(self, "_teacher_sha256"):
+            self._teacher_sha256 = [file_sha256(teacher.checkpoint) for teacher in self.teachers]
+        return [{"path": str(d), "step": teacher.step, "train_split": teacher.checkpoint_state.get("train_split"),
+                 "sha256": digest}
+                for d, teacher, digest in zip(self.teacher_dirs, self.teachers, self._teacher_sha256)]
 
     def extra_checkpoint_state(self) -> dict:
         return {"distillation_teachers": self._teacher_record()}
 
     def load_extra_checkpoint_state(self, state: dict) -> None:
         then, now = state.get("distillation_teachers"), self._teacher_record()
-        if then is not None and [(t["step"], t["train_split"]) for t in then] != [(t["step"], t["train_split"])
-                                                                                   for t in now]:
+        if then is None:
+            return
+        # a record from before the checksum was kept compares on step and split alone
+        keys = [[key for key in ("step", "train_split", "sha256") if key in old] for old in then]
+        if len(then) != len(now) or any(old[k] != new[k] for old, new, ks in zip(then, now, keys) for k in ks):
             raise HoldttsError(f"{self.exp_dir}: the student was distilled so far from teachers {then}, now they "
                                f"are {now}; resuming would mix two targets. Use a new --exp-dir.")
 
