@@ -94,14 +94,16 @@ def test_a_malformed_wer_interval_is_an_error_naming_the_file(tmp_path):
 
 def test_the_report_recomputes_missing_wer_intervals_from_the_rows():
     """A quality.json from before the intervals gets them back from its quality.tsv, exactly as evaluate
-    writes them now: the study's dualmd (evaluated with intervals) with its intervals removed."""
+    writes them now: a dualmd of the study (evaluated with intervals; superseded, so its folder stays put)
+    with its intervals removed."""
     import copy
     import json
     from pathlib import Path
 
     from holdtts.report.collect import fill_error_rate_intervals
 
-    folder = Path(__file__).resolve().parents[1] / "docs" / "study" / "main" / "models" / "dualmd" / "evaluate"
+    superseded = Path(__file__).resolve().parents[1] / "docs" / "study" / "main" / "superseded"
+    folder = superseded / "dualmd_no_checkpoints" / "evaluate"
     written = json.loads((folder / "quality.json").read_text())
     old = copy.deepcopy(written)
     for name in ("wer", "wer_domain", "wer_espeak"):

@@ -26,9 +26,9 @@ while [ $# -gt 0 ]; do
   case "$1" in --exp-dir|--out-dir) id="$name:$2" ;; esac
   shift
 done
+trap 'sleep 1; echo "stopped $id" >> "$EVENTS"; exit 143' TERM
 echo "start $id ${OMP_NUM_THREADS:-unset}" >> "$EVENTS"
 echo "output of $id"
-trap 'sleep 1; echo "stopped $id" >> "$EVENTS"; exit 143' TERM
 pause=${SLEEP:-0.4}
 [[ " ${SLOW:-} " != *" $id "* ]] || pause=1.5
 sleep "$pause" & wait $!
@@ -180,7 +180,10 @@ def test_a_signal_stops_every_job_and_the_recipe_waits_for_them(recipe, signum, 
     events.write_text("")
     recipe_run = subprocess.Popen(["bash", str(recipe / "run.sh"), "--stage", "4", "--systems", "vp hold3",
                                    "--jobs", "2"], cwd=recipe, env=environment(recipe, SLEEP="60"),
-                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                  # as from a terminal: a test runner's worker may ignore SIGINT, and a shell
+                                  # cannot trap a signal ignored when it started
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(200):
         if events.read_text().count("start ") == 2:
             break
