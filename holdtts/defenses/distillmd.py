@@ -174,11 +174,15 @@ class DistillTrainer(Trainer):
         super().__init__(cfg, exp_dir, data_dir, dump_dir, device=device, progress_bar=progress_bar)
         self.teacher_dirs = [Path(d) for d in teacher_dirs]
         self.teachers: list[GradTTS] = []
+        self.teacher_sha256: list[str] = []  # each teacher checkpoint's, read once at setup
 
     def setup(self) -> None:
         self.halves = load_halves(self.cfg, self.data_dir)
         self.half_of = {utt: k for k, utts in enumerate(self.halves) for utt in utts}
         self.teachers = [self._load_teacher(k) for k in range(2)]
+        # tells teachers trained again to the same step apart (a fresh machine retrains DualMD teachers
+        # whose checkpoints were never kept)
+        self.teacher_sha256 = [file_sha256(teacher.checkpoint) for teacher in self.teachers]
         super().setup()
 
     def _load_teacher(self, k: int) -> GradTTS:
@@ -235,13 +239,9 @@ class DistillTrainer(Trainer):
         return self.wrapped(batch.tokens, batch.token_lengths, targets=targets, speakers=batch.speakers)
 
     def _teacher_record(self) -> list[dict]:
-        # The checkpoint's checksum tells teachers trained again to the same step apart (a fresh machine
-        # retrains DualMD teachers whose checkpoints were never kept).
-        if not hasattr(self, "_teacher_sha256"):
-            self._teacher_sha256 = [file_sha256(teacher.checkpoint) for teacher in self.teachers]
         return [{"path": str(d), "step": teacher.step, "train_split": teacher.checkpoint_state.get("train_split"),
                  "sha256": digest}
-                for d, teacher, digest in zip(self.teacher_dirs, self.teachers, self._teacher_sha256)]
+                for d, teacher, digest in zip(self.teacher_dirs, self.teachers, self.teacher_sha256)]
 
     def extra_checkpoint_state(self) -> dict:
         return {"distillation_teachers": self._teacher_record()}
