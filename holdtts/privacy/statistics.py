@@ -30,6 +30,8 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import auc, roc_curve
 
+from holdtts.utils.resampling import bootstrap_p_value, resampled_seed_mean
+
 NO_T = "-"
 ALTERNATIVES = ("two-sided", "greater")
 DEFAULT_PERMUTATIONS = 1000
@@ -566,21 +568,13 @@ def compare(system: Sequence[ScoreTable], baseline: Sequence[ScoreTable], split_
     rng = np.random.default_rng(seed)
     index = stratified_resamples(test_labels, samples, rng)
     boot = _resampled_auroc(scores, test_labels, index)  # [K, S]
-
-    def seed_mean(block: np.ndarray) -> np.ndarray:  # [k, S] -> [S], seeds resampled per bootstrap draw
-        k = block.shape[0]
-        if k == 1:
-            return block[0]
-        pick = rng.integers(0, k, size=(block.shape[1], k))
-        return np.take_along_axis(block.T, pick, axis=1).mean(axis=1)
-
-    differences = seed_mean(boot[:k_sys]) - seed_mean(boot[k_sys:])
+    # seeds resampled within each system per bootstrap draw, from the same stream after the utterances
+    differences = resampled_seed_mean(boot[:k_sys], rng) - resampled_seed_mean(boot[k_sys:], rng)
     difference = float(observed[:k_sys].mean() - observed[k_sys:].mean())
-    tail = min(int((differences <= 0).sum()), int((differences >= 0).sum()))
     return {
         "difference": difference,
         "ci": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
-        "p_value": min(1.0, 2 * (1 + tail) / (1 + samples)),
+        "p_value": bootstrap_p_value(differences),
         "system": _seed_summary(observed[:k_sys], prepared[:k_sys]),
         "baseline": _seed_summary(observed[k_sys:], prepared[k_sys:]),
         "num_members_test": int(test_labels.sum()), "num_nonmembers_test": int((test_labels == 0).sum()),

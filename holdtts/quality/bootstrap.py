@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from holdtts.utils.resampling import bootstrap_p_value, resampled_seed_mean
+
 SAMPLES = 2000
 SEED = 0
 LEVEL = 0.95
@@ -87,22 +89,13 @@ def paired_difference_over_seeds(system: list[dict[str, tuple[float, ...]]],
         observed = statistic(values)  # [K]
         draws = statistic(values[:, idx])  # [K, samples]
     rng = np.random.default_rng(seed + 1)  # seeds drawn apart from the sentences
-
-    def seed_mean(block: np.ndarray) -> np.ndarray:  # [k, samples] -> [samples]
-        if len(block) == 1:
-            return block[0]
-        pick = rng.integers(0, len(block), size=(block.shape[1], len(block)))
-        return np.take_along_axis(block.T, pick, axis=1).mean(axis=1)
-
     k = len(system)
-    differences = seed_mean(draws[:k]) - seed_mean(draws[k:])
+    differences = resampled_seed_mean(draws[:k], rng) - resampled_seed_mean(draws[k:], rng)
     ci = _percentiles(differences, level)
-    finite = differences[np.isfinite(differences)]
     if ci is None:
         return None
-    tail = min(int((finite <= 0).sum()), int((finite >= 0).sum()))
     return {"difference": float(observed[:k].mean() - observed[k:].mean()), "ci": ci,
-            "p_value": min(1.0, 2 * (1 + tail) / (1 + finite.size)),
+            "p_value": bootstrap_p_value(differences),
             "system": {"mean": float(observed[:k].mean()), "per_seed": [float(v) for v in observed[:k]],
                        "seeds": k},
             "baseline": {"mean": float(observed[k:].mean()), "per_seed": [float(v) for v in observed[k:]],
