@@ -11,6 +11,9 @@
 #     (and of utt2spk, spk2utt and spk2id when the corpus has speakers);
 #   - a feature directory (manifest.json): the manifest's sha256 (it holds the inputs' checksums);
 #   - an experiment (train_summary.json or system.json) and a corpus (metadata.csv): that file's sha256;
+#   - an input named by value: a `KEY=PATH` argument naming a file or directory (the study's
+#     `--set defense.teachers_dir=DIR`), and each `KEY=PATH` word of $stage_inputs (inputs a command reads
+#     from its config, e.g. a DistillMD student's teachers): the same lines, each after "input KEY=PATH:";
 # so
 #   - re-running the recipe skips the stage (one log line says so);
 #   - a stage that failed or was interrupted has no marker and is redone (each holdtts command writes
@@ -20,6 +23,9 @@
 #     under a trained model) is an error naming the marker: outputs are never silently reused nor
 #     silently overwritten;
 #   - `stage_always=1 run_stage ...` runs every time (for cheap stages that summarise the others).
+#   - `stage_inputs="KEY=PATH ..." run_stage ...` adds inputs the command line does not name (above).
+#   - a marker written before inputs were recorded (no "input" line) that matches apart from them is
+#     taken as done, as then, and its inputs are recorded from now on (a log line says so).
 #   - `stage_console=0 run_stage ...` writes the command's output to its log only, not also to stderr.
 
 log() { printf '%s %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
@@ -43,6 +49,24 @@ _stage_fingerprint() {
       _dir_fingerprint "$arg"
     fi
   done
+  for arg in "$@"; do
+    if [[ "$arg" =~ ^[A-Za-z_][A-Za-z0-9_.]*=(.+)$ ]] && [ -e "${BASH_REMATCH[1]}" ]; then
+      _input_fingerprint "$arg"
+    fi
+  done
+  for arg in ${stage_inputs:-}; do _input_fingerprint "$arg"; done
+}
+
+# An input named by value (KEY=PATH): the lines of its content, each after "input KEY=PATH:"
+_input_fingerprint() {
+  local path=${1#*=} line
+  if [ -f "$path" ]; then
+    printf 'input %s: file %s\n' "$1" "$(_sha256 "$path")"
+  elif [ -d "$path" ]; then
+    while IFS= read -r line; do printf 'input %s: %s\n' "$1" "$line"; done < <(_dir_fingerprint "$path")
+  else
+    printf 'input %s: absent\n' "$1"
+  fi
 }
 
 _sha256() { sha256sum "$1" | cut -d' ' -f1; }
@@ -84,6 +108,12 @@ run_stage() {
   if [ -f "$marker" ] && [ "${stage_always:-0}" != 1 ]; then
     if [ "$(cat "$marker")" = "$fingerprint" ]; then
       log "stage $n ($name): already done, skipping (remove $marker to redo)"
+      return 0
+    fi
+    if ! grep -q '^input ' "$marker" && [ "$(cat "$marker")" = "$(grep -v '^input ' <<<"$fingerprint" || true)" ]; then
+      log "stage $n ($name): already done, skipping; its marker predates recorded inputs, which are recorded" \
+        "now (whether they changed since it was done cannot be told from it)"
+      printf '%s\n' "$fingerprint" > "$marker.tmp" && mv "$marker.tmp" "$marker"
       return 0
     fi
     log "stage $n ($name): ERROR: it was done with a different command or inputs."

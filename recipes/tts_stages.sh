@@ -59,6 +59,13 @@ if [ "$jobs" -gt 1 ]; then
 fi
 
 # ------------------------------------------------------------------ 4: TTS systems
+# defense.teachers_dir of the config these `holdtts train` options make (empty: the student trains its own)
+teachers_dir_of() {
+  local printed
+  printed=$(holdtts train "$@" --print-config) || { echo "$0: cannot read the config of: holdtts train $*" >&2; exit 1; }
+  awk '/^defense:/ { d = 1; next } /^[^ ]/ { d = 0 } d && $1 == "teachers_dir:" { sub(/^ *teachers_dir: */, ""); print }' \
+    <<<"$printed" | sed "s/^'\(.*\)'\$/\1/"
+}
 speaker_conf=()
 if [ "$multi_speaker" = true ] && [ "$stop_stage" -ge 4 ] && [ "$stage" -le 4 ]; then
   [ -f data/spk2id ] || { echo "$0: no data/spk2id: run stage 1 (prepare) first" >&2; exit 1; }
@@ -70,12 +77,17 @@ done
 train_status=0
 for sys in $systems; do
   # a DistillMD student trains from DualMD's teachers (its config's defense.teachers_dir): after every
-  # training before it, and not at all when one of them failed (the others still run)
-  if [[ "$sys" == distillmd* ]]; then
+  # training before it, and not at all when one of them failed (the others still run). Its done marker
+  # records the teachers' content too (stage_inputs): retrained teachers make a done student an error
+  # naming its marker, never a silent reuse.
+  teachers=
+  if [[ "$sys" == distillmd* ]] && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     wait_all || train_status=$?
     if [ "$train_status" != 0 ]; then log "stage 4 (train-$sys): not started: a training before it failed"; continue; fi
+    teachers=$(teachers_dir_of --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}")
   fi
-  recipe_stage 4 "train-$sys" holdtts train --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}" \
+  stage_inputs=${teachers:+defense.teachers_dir=$teachers} \
+    recipe_stage 4 "train-$sys" holdtts train --config "$conf_dir/$sys.yaml" "${train_conf[@]}" "${speaker_conf[@]}" \
     --exp-dir "exp/$sys" --data-dir data --dump-dir dump --device "$device" --no-progress
 done
 wait_all || train_status=$?

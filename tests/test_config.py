@@ -121,6 +121,25 @@ def test_a_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys, comman
     assert not exp.exists()  # no config.yaml, no TensorBoard files
 
 
+def test_print_config_shows_the_layered_config_and_writes_nothing(tmp_path, capsys):
+    """`holdtts train --print-config`: the config the files and --set values make, as YAML that loads back to
+    the same config (the recipe reads a DistillMD student's teachers from it); no --exp-dir needed."""
+    import yaml
+
+    from holdtts.cli import main
+
+    files = [CONF / "distillmd.yaml", CONF / "tiny.yaml"]
+    main(["train", *[x for f in files for x in ("--config", str(f))], "--set", "defense.teachers_dir=t/x",
+          "--print-config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    expected = config_to_dict(load_config(files, ["defense.teachers_dir=t/x"]))
+    assert printed == expected and printed["defense"]["teachers_dir"] == "t/x"
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(CONF / "vp.yaml")])
+    assert exit_.value.code == 2 and "Missing option '--exp-dir'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("system", ["vp", "hold3"])
 def test_the_demo_trains_exactly_the_calibrated_setting(system):
     """conf/mini_membership.yaml is the study's frozen overlay at the step count the demo's vp-only

@@ -1,5 +1,6 @@
 """The recipe driver: stages run in order, re-running skips finished stages, a changed stage is refused,
 and option typos are errors."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -165,6 +166,30 @@ def test_markers_fingerprint_the_content_of_input_directories(tmp_path):
         assert f"{refused}: ERROR: it was done with a different command or inputs" in changed.stderr
         path.write_text(before)
     assert drive(tmp_path, *stage).returncode == 0
+
+
+def test_markers_fingerprint_inputs_named_by_value(tmp_path):
+    """A `KEY=PATH` argument (the study's `--set defense.teachers_dir=DIR`) and $stage_inputs name inputs too:
+    their content is in the marker, so retrained teachers make a done student an error; a `KEY=VALUE` that
+    names no file adds nothing."""
+    _write(tmp_path / "exp" / "dualmd" / "system.json", '{"train_seconds": 1}\n')
+    _write(tmp_path / "conf.yaml", "a: 1\n")
+    stage = ("run_stage 4 train-student true --set defense.teachers_dir=exp/dualmd --set train.seed=4001",
+             "stage_inputs='extra=conf.yaml gone=nothing/here' run_stage 5 other true")
+    first = drive(tmp_path, *stage)
+    assert first.returncode == 0, first.stderr
+    marker = (tmp_path / "exp" / ".done" / "stage4.train-student.done").read_text().splitlines()
+    assert marker[1:] == ["input defense.teachers_dir=exp/dualmd: system exp/dualmd "
+                          + hashlib.sha256(b'{"train_seconds": 1}\n').hexdigest()]
+    other = (tmp_path / "exp" / ".done" / "stage5.other.done").read_text().splitlines()
+    assert other[1:] == ["input extra=conf.yaml: file " + hashlib.sha256(b"a: 1\n").hexdigest(),
+                         "input gone=nothing/here: absent"]
+    assert drive(tmp_path, *stage).stderr.count("already done, skipping") == 2
+    _write(tmp_path / "exp" / "dualmd" / "system.json", '{"train_seconds": 2}\n')
+    changed = drive(tmp_path, stage[0])
+    assert changed.returncode == 1 and "stage 4 (train-student): ERROR" in changed.stderr
+    _write(tmp_path / "conf.yaml", "a: 2\n")
+    assert drive(tmp_path, stage[1]).returncode == 1
 
 
 def test_the_mini_default_is_the_demos_calibrated_membership_experiment(recipe):

@@ -5,6 +5,7 @@ where its output goes; one command at a time with --jobs 1; a failed command sto
 rest of its stage has run; a Ctrl-C or kill reaching every job and the recipe waiting for them to save."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -19,13 +20,24 @@ REPO = Path(__file__).resolve().parents[1]
 # Logs "start ID THREADS" and "end ID" (ID: the subcommand and its --exp-dir or --out-dir), prints a line to
 # its output, sleeps $SLEEP seconds (1.5 when ID is in $SLOW) and fails with status 3 when ID is $FAIL. On
 # SIGTERM it takes a second to "save" (as holdtts train writes a checkpoint), logs "stopped ID", exits 143.
+# `train` writes a new train_summary.json into its --exp-dir (each training's differs); `train
+# --print-config` prints a config whose defense.teachers_dir is exp/dualmd for a distillmd config, logs nothing.
 FAKE_HOLDTTS = r"""#!/usr/bin/env bash
 name=$1; shift
-id=$name
+id=$name; exp=; printing=0; student=0
 while [ $# -gt 0 ]; do
-  case "$1" in --exp-dir|--out-dir) id="$name:$2" ;; esac
+  case "$1" in
+    --exp-dir|--out-dir) id="$name:$2"; exp=$2 ;;
+    --print-config) printing=1 ;;
+    *distillmd*) student=1 ;;
+  esac
   shift
 done
+if [ $printing = 1 ]; then
+  printf 'name: x\ndefense:\n  kind: distillmd\n  teachers_dir: %s\ndp:\n  teachers_dir: no\n' \
+    "$([ $student = 1 ] && echo exp/dualmd || echo "''")"
+  exit 0
+fi
 trap 'sleep 1; echo "stopped $id" >> "$EVENTS"; exit 143' TERM
 echo "start $id ${OMP_NUM_THREADS:-unset}" >> "$EVENTS"
 echo "output of $id"
@@ -34,6 +46,7 @@ pause=${SLEEP:-0.4}
 sleep "$pause" & wait $!
 echo "end $id" >> "$EVENTS"
 [ "$id" != "${FAIL:-}" ] || exit 3
+if [ "$name" = train ]; then mkdir -p "$exp" && echo "$id $(date +%s%N)" > "$exp/train_summary.json"; fi
 """
 # `python -c '...cuda...'` of the auto rule: exit $CUDA_EXIT (0: no GPU, 1: a GPU)
 FAKE_PYTHON = "#!/usr/bin/env bash\nexit ${CUDA_EXIT:-0}\n"
@@ -125,6 +138,40 @@ def test_two_jobs_run_each_stage_side_by_side_in_order(recipe):
     # a second run skips every finished stage
     again, events = run(recipe, "--systems", SYSTEMS, "--jobs", "2")
     assert again.returncode == 0 and events == ["start report:exp unset", "end report:exp"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_students_marker_records_its_teachers(recipe, jobs):
+    """A DistillMD student's done marker records what its teachers (its config's defense.teachers_dir, read
+    with `holdtts train --print-config`) hold: teachers retrained after it make the finished student an error
+    naming its marker, not a silent reuse. A marker from before inputs were recorded is taken as done, as it
+    was then, and gets its inputs written."""
+    args = ("--systems", "dualmd distillmd", "--stop-stage", "4", "--jobs", jobs)
+    done, events = run(recipe, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    marker = recipe / "exp" / ".done" / "stage4.train-distillmd.done"
+    teachers = (recipe / "exp" / "dualmd" / "train_summary.json").read_text()
+    assert hashlib.sha256(teachers.encode()).hexdigest() in marker.read_text()
+    assert "input defense.teachers_dir=exp/dualmd: trained exp/dualmd " in marker.read_text()
+    assert "teachers_dir" not in (recipe / "exp" / ".done" / "stage4.train-dualmd.done").read_text()
+    again, events = run(recipe, *args)
+    assert again.returncode == 0 and events == [] and again.stderr.count("already done, skipping") == 2
+
+    # written before inputs were recorded: taken as done, and recorded from now on
+    full = marker.read_text()
+    marker.write_text("".join(line for line in full.splitlines(keepends=True) if not line.startswith("input ")))
+    legacy, events = run(recipe, *args)
+    assert legacy.returncode == 0 and events == [], legacy.stderr[-3000:]
+    assert "stage 4 (train-distillmd): already done, skipping; its marker predates recorded inputs" in legacy.stderr
+    assert marker.read_text() == full
+
+    # the teachers trained again (their marker removed, as the recipe's error tells): the student is refused
+    (recipe / "exp" / ".done" / "stage4.train-dualmd.done").unlink()
+    retrained, events = run(recipe, *args)
+    assert retrained.returncode == 1 and [e.split()[:2] for e in events] == [["start", "train:exp/dualmd"],
+                                                                            ["end", "train:exp/dualmd"]]
+    assert "stage 4 (train-distillmd): ERROR: it was done with a different command or inputs" in retrained.stderr
+    assert "input defense.teachers_dir=exp/dualmd: trained exp/dualmd" in retrained.stderr  # the diff says what
 
 
 def test_a_users_thread_setting_is_kept(recipe):

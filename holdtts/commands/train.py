@@ -10,9 +10,9 @@ import click
 @click.option("--config", "configs", required=True, multiple=True, type=click.Path(dir_okay=False),
               help="System config (conf/vp.yaml, conf/hold3.yaml, ...). Repeat to layer files: later ones "
                    "override earlier ones (e.g. --config conf/hold3.yaml --config conf/tiny.yaml).")
-@click.option("--exp-dir", required=True, type=click.Path(file_okay=False),
+@click.option("--exp-dir", type=click.Path(file_okay=False),
               help="Experiment directory: checkpoints, TensorBoard logs, config.yaml. An existing one is "
-                   "resumed from its latest checkpoint.")
+                   "resumed from its latest checkpoint. Required unless --print-config.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Tables and splits from `holdtts prepare`.")
 @click.option("--dump-dir", default="dump", show_default=True, type=click.Path(file_okay=False),
@@ -21,7 +21,10 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set train.max_steps=20000 (repeatable).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
-def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
+@click.option("--print-config", is_flag=True,
+              help="Print the config the layered files and --set values make (YAML, every key) and exit "
+                   "without training or writing anything.")
+def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress, print_config):
     """Train a Grad-TTS-like system on its training split (the members, or one half for the
     dual-model teachers), with EMA weights, gradient clipping, mixed precision on the GPU (train.precision)
     and periodic validation loss.
@@ -45,6 +48,13 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress):
     from holdtts.training.loop import StopNow
 
     cfg = load_config(list(configs), overrides)  # range-checked: a bad value writes nothing
+    if print_config:
+        from holdtts.config import dump_config
+
+        click.echo(dump_config(cfg), nl=False)
+        return
+    if not exp_dir:
+        raise click.UsageError("Missing option '--exp-dir'.")
     try:
         if cfg.defense.kind != "none":  # two teachers on the halves (+ a student): holdtts.defenses
             from holdtts.defenses import defense_training
