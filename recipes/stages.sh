@@ -12,8 +12,9 @@
 #   - a feature directory (manifest.json): the manifest's sha256 (it holds the inputs' checksums);
 #   - an experiment (train_summary.json or system.json) and a corpus (metadata.csv): that file's sha256;
 #   - an input named by value: a `KEY=PATH` argument naming a file or directory (the study's
-#     `--set defense.teachers_dir=DIR`), and each `KEY=PATH` word of $stage_inputs (inputs a command reads
-#     from its config, e.g. a DistillMD student's teachers): the same lines, each after "input KEY=PATH:";
+#     `--set defense.teachers_dir=DIR`), and each `KEY=PATH` line of $stage_inputs (inputs a command reads
+#     from its config, e.g. a DistillMD student's teachers): the same lines for PATH and for each directory
+#     in it, each after "input KEY=PATH:" ("absent" for a missing $stage_inputs path);
 # so
 #   - re-running the recipe skips the stage (one log line says so);
 #   - a stage that failed or was interrupted has no marker and is redone (each holdtts command writes
@@ -23,7 +24,7 @@
 #     under a trained model) is an error naming the marker: outputs are never silently reused nor
 #     silently overwritten;
 #   - `stage_always=1 run_stage ...` runs every time (for cheap stages that summarise the others).
-#   - `stage_inputs="KEY=PATH ..." run_stage ...` adds inputs the command line does not name (above).
+#   - `stage_inputs=$'KEY=PATH\n...' run_stage ...` adds inputs the command line does not name (above).
 #   - a marker written before inputs were recorded (no "input" line) that matches apart from them is
 #     taken as done, as then, and its inputs are recorded from now on (a log line says so).
 #   - `stage_console=0 run_stage ...` writes the command's output to its log only, not also to stderr.
@@ -49,21 +50,28 @@ _stage_fingerprint() {
       _dir_fingerprint "$arg"
     fi
   done
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z_][A-Za-z0-9_.]*=(.+)$ ]] && [ -e "${BASH_REMATCH[1]}" ]; then
-      _input_fingerprint "$arg"
+  for arg in "$@"; do  # KEY=PATH, also as the value of an option (--set=KEY=PATH), when PATH exists
+    if [[ "$arg" =~ ^(--[A-Za-z0-9-]+=)?([A-Za-z_][A-Za-z0-9_.]*=(.+))$ ]] && [ -e "${BASH_REMATCH[3]}" ]; then
+      _input_fingerprint "${BASH_REMATCH[2]}"
     fi
   done
-  for arg in ${stage_inputs:-}; do _input_fingerprint "$arg"; done
+  while IFS= read -r arg; do  # one KEY=PATH a line (a path may hold spaces)
+    [ -z "$arg" ] || _input_fingerprint "$arg"
+  done <<<"${stage_inputs:-}"
 }
 
-# An input named by value (KEY=PATH): the lines of its content, each after "input KEY=PATH:"
+# An input named by value (KEY=PATH): the lines of its content, each after "input KEY=PATH:"; for a
+# directory, also those of each directory in it (DualMD's teacher1/ and teacher2/ under exp/dualmd)
 _input_fingerprint() {
-  local path=${1#*=} line
+  local path=${1#*=} line sub
   if [ -f "$path" ]; then
     printf 'input %s: file %s\n' "$1" "$(_sha256 "$path")"
   elif [ -d "$path" ]; then
-    while IFS= read -r line; do printf 'input %s: %s\n' "$1" "$line"; done < <(_dir_fingerprint "$path")
+    {
+      _dir_fingerprint "$path"
+      while IFS= read -r -d '' sub; do _dir_fingerprint "$sub"; done \
+        < <(find "$path" -mindepth 1 -maxdepth 1 -type d -print0 | LC_ALL=C sort -z)
+    } | while IFS= read -r line; do printf 'input %s: %s\n' "$1" "$line"; done
   else
     printf 'input %s: absent\n' "$1"
   fi

@@ -61,10 +61,8 @@ fi
 # ------------------------------------------------------------------ 4: TTS systems
 # defense.teachers_dir of the config these `holdtts train` options make (empty: the student trains its own)
 teachers_dir_of() {
-  local printed
-  printed=$(holdtts train "$@" --print-config) || { echo "$0: cannot read the config of: holdtts train $*" >&2; exit 1; }
-  awk '/^defense:/ { d = 1; next } /^[^ ]/ { d = 0 } d && $1 == "teachers_dir:" { sub(/^ *teachers_dir: */, ""); print }' \
-    <<<"$printed" | sed "s/^'\(.*\)'\$/\1/"
+  holdtts train "$@" --print-value defense.teachers_dir ||
+    { echo "$0: cannot read the config of: holdtts train $*" >&2; exit 1; }
 }
 speaker_conf=()
 if [ "$multi_speaker" = true ] && [ "$stop_stage" -ge 4 ] && [ "$stage" -le 4 ]; then

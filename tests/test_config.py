@@ -121,9 +121,10 @@ def test_a_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys, comman
     assert not exp.exists()  # no config.yaml, no TensorBoard files
 
 
-def test_print_config_shows_the_layered_config_and_writes_nothing(tmp_path, capsys):
+def test_print_config_and_value_show_the_layered_config_and_write_nothing(tmp_path, capsys):
     """`holdtts train --print-config`: the config the files and --set values make, as YAML that loads back to
-    the same config (the recipe reads a DistillMD student's teachers from it); no --exp-dir needed."""
+    the same config; `--print-value KEY` one value as it is (the recipe reads a DistillMD student's teachers
+    with it); no --exp-dir needed."""
     import yaml
 
     from holdtts.cli import main
@@ -134,6 +135,13 @@ def test_print_config_shows_the_layered_config_and_writes_nothing(tmp_path, caps
     printed = yaml.safe_load(capsys.readouterr().out)
     expected = config_to_dict(load_config(files, ["defense.teachers_dir=t/x"]))
     assert printed == expected and printed["defense"]["teachers_dir"] == "t/x"
+    for key, shown in (("defense.teachers_dir", "my dir/é"), ("train.lr", "0.005"), ("decoder.dim_mults", "[1, 2]")):
+        main(["train", "--config", str(CONF / "distillmd.yaml"), "--config", str(CONF / "tiny.yaml"),
+              "--set", "defense.teachers_dir=my dir/é", "--set", "train.lr=0.005", "--print-value", key])
+        assert capsys.readouterr().out == shown + "\n"  # as it is: no quoting, folding or escaping
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(CONF / "vp.yaml"), "--print-value", "defense.nosuch"])
+    assert exit_.value.code == 2 and "no config key 'defense.nosuch'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--config", str(CONF / "vp.yaml")])
     assert exit_.value.code == 2 and "Missing option '--exp-dir'" in capsys.readouterr().err

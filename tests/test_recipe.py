@@ -172,24 +172,38 @@ def test_markers_fingerprint_inputs_named_by_value(tmp_path):
     """A `KEY=PATH` argument (the study's `--set defense.teachers_dir=DIR`) and $stage_inputs name inputs too:
     their content is in the marker, so retrained teachers make a done student an error; a `KEY=VALUE` that
     names no file adds nothing."""
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
     _write(tmp_path / "exp" / "dualmd" / "system.json", '{"train_seconds": 1}\n')
-    _write(tmp_path / "conf.yaml", "a: 1\n")
+    _write(tmp_path / "exp" / "dualmd" / "teacher1" / "train_summary.json", '{"step": 1}\n')
+    _write(tmp_path / "my conf" / "a*.yaml", "a: 1\n")
+    _write(tmp_path / "teachers" / "teacher2" / "train_summary.json", '{"step": 2}\n')  # no system.json
     stage = ("run_stage 4 train-student true --set defense.teachers_dir=exp/dualmd --set train.seed=4001",
-             "stage_inputs='extra=conf.yaml gone=nothing/here' run_stage 5 other true")
+             "stage_inputs=$'extra=my conf/a*.yaml\\ngone=nothing/here' run_stage 5 other true",
+             "run_stage 6 third true --set=defense.teachers_dir=teachers")
     first = drive(tmp_path, *stage)
     assert first.returncode == 0, first.stderr
+    system, teacher1 = sha('{"train_seconds": 1}\n'), sha('{"step": 1}\n')
     marker = (tmp_path / "exp" / ".done" / "stage4.train-student.done").read_text().splitlines()
-    assert marker[1:] == ["input defense.teachers_dir=exp/dualmd: system exp/dualmd "
-                          + hashlib.sha256(b'{"train_seconds": 1}\n').hexdigest()]
+    assert marker[1:] == [f"input defense.teachers_dir=exp/dualmd: system exp/dualmd {system}",
+                          f"input defense.teachers_dir=exp/dualmd: trained exp/dualmd/teacher1 {teacher1}"]
     other = (tmp_path / "exp" / ".done" / "stage5.other.done").read_text().splitlines()
-    assert other[1:] == ["input extra=conf.yaml: file " + hashlib.sha256(b"a: 1\n").hexdigest(),
-                         "input gone=nothing/here: absent"]
-    assert drive(tmp_path, *stage).stderr.count("already done, skipping") == 2
-    _write(tmp_path / "exp" / "dualmd" / "system.json", '{"train_seconds": 2}\n')
-    changed = drive(tmp_path, stage[0])
-    assert changed.returncode == 1 and "stage 4 (train-student): ERROR" in changed.stderr
-    _write(tmp_path / "conf.yaml", "a: 2\n")
-    assert drive(tmp_path, stage[1]).returncode == 1
+    assert other[1:] == ["input extra=my conf/a*.yaml: file " + sha("a: 1\n"), "input gone=nothing/here: absent"]
+    third = (tmp_path / "exp" / ".done" / "stage6.third.done").read_text().splitlines()
+    assert third[1:] == ["input defense.teachers_dir=teachers: trained teachers/teacher2 " + sha('{"step": 2}\n')]
+    assert drive(tmp_path, *stage).stderr.count("already done, skipping") == 3
+    for path, text, line in ((tmp_path / "exp" / "dualmd" / "system.json", '{"train_seconds": 2}\n', stage[0]),
+                             (tmp_path / "exp" / "dualmd" / "teacher1" / "train_summary.json", "{}\n", stage[0]),
+                             (tmp_path / "my conf" / "a*.yaml", "a: 2\n", stage[1]),
+                             (tmp_path / "teachers" / "teacher2" / "train_summary.json", "{}\n", stage[2])):
+        before = path.read_text()
+        path.write_text(text)
+        changed = drive(tmp_path, line)
+        assert changed.returncode == 1 and "ERROR: it was done with a different command or inputs" in changed.stderr
+        path.write_text(before)
+    assert drive(tmp_path, *stage).returncode == 0
 
 
 def test_the_mini_default_is_the_demos_calibrated_membership_experiment(recipe):

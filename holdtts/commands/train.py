@@ -1,6 +1,7 @@
 """`holdtts train`: train a system from its YAML config (resumes an existing experiment)."""
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -24,7 +25,9 @@ import click
 @click.option("--print-config", is_flag=True,
               help="Print the config the layered files and --set values make (YAML, every key) and exit "
                    "without training or writing anything.")
-def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress, print_config):
+@click.option("--print-value", metavar="SECTION.KEY",
+              help="Print one value of that config, as it is (e.g. defense.teachers_dir), and exit.")
+def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress, print_config, print_value):
     """Train a Grad-TTS-like system on its training split (the members, or one half for the
     dual-model teachers), with EMA weights, gradient clipping, mixed precision on the GPU (train.precision)
     and periodic validation loss.
@@ -53,7 +56,17 @@ def command(configs, exp_dir, data_dir, dump_dir, device, overrides, progress, p
 
         click.echo(dump_config(cfg), nl=False)
         return
-    if not exp_dir:
+    if print_value:
+        from holdtts.config import config_to_dict
+
+        value = config_to_dict(cfg)
+        for part in print_value.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise click.BadParameter(f"no config key '{print_value}'", param_hint="--print-value")
+            value = value[part]
+        click.echo(value if isinstance(value, str) else json.dumps(value))
+        return
+    if not exp_dir:  # optional only for --print-config and --print-value
         raise click.UsageError("Missing option '--exp-dir'.")
     try:
         if cfg.defense.kind != "none":  # two teachers on the halves (+ a student): holdtts.defenses
