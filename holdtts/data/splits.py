@@ -46,7 +46,7 @@ from holdtts.data.speakers import (
 )
 from holdtts.data.tables import read_table, write_table
 from holdtts.errors import HoldttsError, InputError
-from holdtts.utils.fileio import ensure_dir, write_json_atomic
+from holdtts.utils.fileio import ensure_dir, file_sha256, write_json_atomic
 
 SPLITS = ("members", "nonmembers", "half1", "half2", "valid", "test")
 TABLES = ("wav.scp", "text", "text.raw", "utt2num_samples")
@@ -342,7 +342,7 @@ def prepare_data_dir(corpus_dir: str | os.PathLike, data_dir: str | os.PathLike,
                       if (multi and key in _SPEAKER_ARGS) or value != _NEW_ARGS[key]})
     _check_protocol_arguments(metadata, multi, arguments)
     wanted = {"corpus_dir": os.fspath(metadata.parent),
-              "metadata_sha256": hashlib.sha256(metadata.read_bytes()).hexdigest(), "arguments": arguments}
+              "metadata_sha256": file_sha256(metadata), "arguments": arguments}
     replace = False
     if data.exists() and not data.is_dir():
         raise HoldttsError(f"{data}: exists and is not a directory")

@@ -40,6 +40,7 @@ import numpy as np
 from holdtts.errors import HoldttsError
 from holdtts.quality import bootstrap
 from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample, to_int16_pcm
+from holdtts.utils.fileio import file_sha256
 
 _NON_WORD = re.compile(r"[^a-z0-9']+")
 
@@ -118,7 +119,7 @@ def weights_sha256(folder: Path) -> str:
     different machines are comparable only where this matches (or their reference rows agree)."""
     from holdtts.quality import espeak_train
 
-    return hashlib.sha256((Path(folder) / espeak_train.MODEL).read_bytes()).hexdigest()
+    return file_sha256(Path(folder) / espeak_train.MODEL)
 
 
 def recognizer_facts(recognizer: str, references: list[str]) -> dict:
