@@ -13,7 +13,7 @@ import click
                    "override earlier ones (e.g. --config conf/hold3.yaml --config conf/tiny.yaml).")
 @click.option("--exp-dir", type=click.Path(file_okay=False),
               help="Experiment directory: checkpoints, TensorBoard logs, config.yaml. An existing one is "
-                   "resumed from its latest checkpoint. Required unless --print-config.")
+                   "resumed from its latest checkpoint. Required unless --print-config or --print-value.")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Tables and splits from `holdtts prepare`.")
 @click.option("--dump-dir", default="dump", show_default=True, type=click.Path(file_okay=False),
