@@ -210,3 +210,38 @@ def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_p
     assert rows[5] == "| **sum (models recorded)** | 330 (3) | 15 (1) | 32 (2) | 40 (1) | 7 (1) | 11 (1) |"
     (models / "hold2" / "evaluate_own" / "quality.json").unlink()
     assert study_times.model_times(models / "hold2")["own-sampler quality"] is None
+
+
+def test_a_restored_students_marker_still_matches_its_restored_teachers(tmp_path, monkeypatch):
+    """A DistillMD student's train marker records its teachers (recipes/stages.sh's "input" lines for
+    `--set defense.teachers_dir=...`): after save, a fresh work dir and restore, the same fingerprint is
+    computed from the restored teachers, so the study skips the student instead of refusing it; teachers
+    that differ are refused."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    work, results = Path("study"), tmp_path / "docs"
+    teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json",
+                                                     "teacher2/train_summary.json"],
+                "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
+                "stage6.attack-dualmd-seed1-teacher2.done": ["attack_teacher2/rows.tsv"],
+                "stage6.attack-dualmd-seed1-blackbox.done": ["attack_blackbox/rows.tsv"],
+                "stage7.evaluate-dualmd-seed1.done": ["evaluate/quality.json"]}
+    _model(work, "dualmd", teachers)
+    _model(work, "distillmd", _full("distillmd", "distillmd", 1))
+    command = ["holdtts", "train", "--set", "defense.teachers_dir=study/exp/dualmd", "--exp-dir", "study/exp/distillmd"]
+
+    def fingerprint() -> str:
+        script = '. "$0"; _stage_fingerprint "$@"'
+        return subprocess.run(["bash", "-c", script, str(study_results.STAGES_SH), *command],
+                              capture_output=True, text=True, check=True).stdout
+
+    recorded = fingerprint()
+    assert recorded.count("input defense.teachers_dir=study/exp/dualmd: ") == 3  # system.json, both teachers
+    (work / ".done" / "stage5.train-distillmd-seed1.done").write_text(recorded)
+    study_results.save(work, results)
+    shutil.rmtree(work)
+    study_results.restore(work, results)
+    assert (work / ".done" / "stage5.train-distillmd-seed1.done").read_text() == recorded == fingerprint()
+    (work / "exp" / "dualmd" / "teacher2" / "train_summary.json").write_text("trained again")
+    assert fingerprint() != recorded
