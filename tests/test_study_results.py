@@ -30,6 +30,16 @@ def _full(name: str, sys: str, k: int) -> dict[str, list[str]]:
             f"stage7.evaluate-{sys}-seed{k}.done": ["evaluate/quality.json"]}
 
 
+def _dualmd() -> dict[str, list[str]]:
+    """A complete DualMD model of seed 1 (the teachers of distillmd): its stages and the files each wrote."""
+    return {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json",
+                                               "teacher2/train_summary.json"],
+            "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
+            "stage6.attack-dualmd-seed1-teacher2.done": ["attack_teacher2/rows.tsv"],
+            "stage6.attack-dualmd-seed1-blackbox.done": ["attack_blackbox/rows.tsv"],
+            "stage7.evaluate-dualmd-seed1.done": ["evaluate/quality.json"]}
+
+
 def test_names_map_to_cpu_study_stage_markers():
     assert study_results.system_and_seed("vp") == ("vp", 1)
     assert study_results.system_and_seed("vp_dp.seed3") == ("vp_dp", 3)
@@ -64,12 +74,7 @@ def test_finished_stages_round_trip_and_partial_models_are_redone(tmp_path):
 
 def test_restore_never_overwrites_and_waits_for_the_distilled_student(tmp_path, capsys):
     work, results = tmp_path / "study", tmp_path / "docs"
-    teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json"],
-                "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
-                "stage6.attack-dualmd-seed1-teacher2.done": ["attack_teacher2/rows.tsv"],
-                "stage6.attack-dualmd-seed1-blackbox.done": ["attack_blackbox/rows.tsv"],
-                "stage7.evaluate-dualmd-seed1.done": ["evaluate/quality.json"]}
-    _model(work, "dualmd", teachers)
+    _model(work, "dualmd", _dualmd())
     _model(work, "vp", _full("vp", "vp", 1))
     study_results.save(work, results)
     fresh = tmp_path / "fresh"
@@ -221,13 +226,7 @@ def test_a_restored_students_marker_still_matches_its_restored_teachers(tmp_path
 
     monkeypatch.chdir(tmp_path)
     work, results = Path("study"), tmp_path / "docs"
-    teachers = {"stage5.train-dualmd-seed1.done": ["system.json", "teacher1/train_summary.json",
-                                                     "teacher2/train_summary.json"],
-                "stage6.attack-dualmd-seed1-teacher1.done": ["attack_teacher1/rows.tsv"],
-                "stage6.attack-dualmd-seed1-teacher2.done": ["attack_teacher2/rows.tsv"],
-                "stage6.attack-dualmd-seed1-blackbox.done": ["attack_blackbox/rows.tsv"],
-                "stage7.evaluate-dualmd-seed1.done": ["evaluate/quality.json"]}
-    _model(work, "dualmd", teachers)
+    _model(work, "dualmd", _dualmd())
     _model(work, "distillmd", _full("distillmd", "distillmd", 1))
     command = ["holdtts", "train", "--set", "defense.teachers_dir=study/exp/dualmd", "--exp-dir", "study/exp/distillmd"]
 
