@@ -7,20 +7,24 @@ limit is an error (the models are trained on utterances of a few seconds).
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from holdtts.data.mel import silence_nonfinite
 from holdtts.errors import HoldttsError, InputError
 from holdtts.models.loading import encode_texts
 from holdtts.utils.fileio import atomic_path, ensure_dir, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 MEAN_VOICE = "@mean"  # --speaker value for a multi-speaker model's average voice (the mean of its trained rows)
 # Characters of one synthesized chunk (about 25 s of speech): the limit per sentence of a long text.
@@ -63,6 +67,7 @@ class SynthesisResult:
     decoder_seconds: float
     vocoder_seconds: float
     audio_seconds: float
+    nonfinite: list[str] = field(default_factory=list)  # ids whose synthesis held NaN/inf: made silence
 
     @property
     def rtf(self) -> float:
@@ -138,6 +143,7 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
     mels: dict[int, np.ndarray] = {}
     wavs: dict[int, np.ndarray] = {}
     decoder_seconds = vocoder_seconds = 0.0
+    nonfinite: list[str] = []
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         tokens, lengths = encode_texts(model, [texts[i] for i in index])
@@ -150,6 +156,11 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
                                               generator=generator, **extra)
         _sync(device)
         decoder_seconds += time.perf_counter() - began
+        batch_mels, failed = silence_nonfinite(batch_mels, frames)
+        for row in torch.nonzero(failed).flatten().tolist():
+            nonfinite.append(utt_ids[index[row]])
+            log.warning("synthesis of %s held NaN or infinite values (the sampler diverged): they are "
+                        "silence (the log floor), as for every system", utt_ids[index[row]])
         began = time.perf_counter()
         # vocoders that take lengths vocode a padded batch exactly as each item alone
         audio = vocoder(batch_mels, frames) if getattr(vocoder, "supports_lengths", False) else vocoder(batch_mels)
@@ -164,7 +175,7 @@ def synthesize_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocode
     audio_seconds = sum(w.shape[0] for w in wavs.values()) / sample_rate
     keys = range(len(texts))
     return SynthesisResult(list(utt_ids), [mels[i] for i in keys], [wavs[i] for i in keys], decoder_seconds,
-                           vocoder_seconds, audio_seconds)
+                           vocoder_seconds, audio_seconds, sorted(nonfinite))
 
 
 def synthesize_long_texts(model, texts: Sequence[str], utt_ids: Sequence[str], vocoder,
@@ -196,7 +207,9 @@ def synthesize_long_texts(model, texts: Sequence[str], utt_ids: Sequence[str], v
         mels.append(np.concatenate([x for m in chunk_mels for x in (silence_mel, m)][1:], axis=1))
         wavs.append(np.concatenate([x for w in chunk_wavs for x in (silence_wav, w)][1:]))
     audio_seconds = sum(w.shape[0] for w in wavs) / features.sample_rate
-    return SynthesisResult(list(utt_ids), mels, wavs, parts.decoder_seconds, parts.vocoder_seconds, audio_seconds)
+    failed = {flat_id.rsplit(".", 1)[0] for flat_id in parts.nonfinite}
+    return SynthesisResult(list(utt_ids), mels, wavs, parts.decoder_seconds, parts.vocoder_seconds, audio_seconds,
+                           [u for u in sorted(utt_ids) if u in failed])
 
 
 def _sync(device: torch.device) -> None:
@@ -227,4 +240,5 @@ def write_outputs(result: SynthesisResult, texts: Sequence[str], out_dir: str | 
         "decoder_seconds": round(result.decoder_seconds, 3),
         "vocoder_seconds": round(result.vocoder_seconds, 3),
         "decoder_rtf": round(result.rtf, 5),
+        "nonfinite_utts": result.nonfinite,
     })

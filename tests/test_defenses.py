@@ -445,6 +445,62 @@ def test_black_box_attack_finds_a_memorising_model(recipe):
     assert compute_metrics(rows, bootstrap_samples=10)["attacks"]["synth_distance"]["by_t"]["-"]["auroc"] == 1.0
 
 
+class DivergingTTS(MemorisingTTS):
+    """MemorisingTTS whose sampler diverges on the members' texts: their syntheses are all NaN."""
+
+    def synthesize(self, tokens, token_lengths, **kwargs):
+        mels, frames = super().synthesize(tokens, token_lengths, **kwargs)
+        if tuple(tokens[0, : int(token_lengths[0])].tolist()) in self.memory:
+            mels = torch.full_like(mels, float("nan"))
+        return mels, frames
+
+
+def test_black_box_attack_scores_a_diverged_synthesis_as_silence(recipe, caplog):
+    store = FeatureStore(recipe / "dump")
+    target = AttackTarget.from_splits(recipe / "data", "members")
+    model = DivergingTTS(config(), store.symbols.n_vocab, store, target.members).eval()
+    with caplog.at_level("WARNING", logger="holdtts.privacy.blackbox"):
+        rows, _ = run_attacks(model, store, target, ["synth_distance"], batch_size=4)
+    scores = {r["utt_id"]: r["score"] for r in rows}
+    assert all(np.isfinite(list(scores.values())))
+    for utt in target.members:  # the distance of silence (the log floor, as long as the recording) to it
+        reference = store.mel(utt)
+        silence = np.full_like(reference, np.log(1e-5))
+        assert scores[utt] == pytest.approx(-mcd_dtw(silence, reference).mcd, rel=1e-6)
+    assert sorted(r.args[0] for r in caplog.records if "NaN or infinite" in r.getMessage()) == \
+        sorted(target.members)
+    compute_metrics(rows, bootstrap_samples=10)  # the statistics take the rows as they are
+    with pytest.raises(ValueError, match="silence_nonfinite"):  # not librosa's DTW error
+        mcd_dtw(np.full_like(reference, np.nan), reference)
+
+
+def test_synthesis_makes_a_diverged_item_silence_and_records_it(recipe, tmp_path, caplog):
+    from holdtts.synthesis import synthesize_texts, write_outputs
+    from holdtts.vocoder import GriffinLimVocoder
+
+    model = tiny_model(recipe, 0)
+    model.symbols, model.config, model.checkpoint = FeatureStore(recipe / "dump").symbols, model.cfg, "untrained"
+    vocoder = GriffinLimVocoder(model.cfg.features, n_iter=2)
+    texts, ids = ["Item one.", "Item twelve, and more."], ["a", "b"]
+    clean = synthesize_texts(model, texts, ids, vocoder, steps=2)
+    real_synthesize = model.synthesize
+
+    def diverging(tokens, lengths, **kwargs):  # the longer text's sampler diverges
+        mels, frames = real_synthesize(tokens, lengths, **kwargs)
+        mels[int(torch.argmax(lengths))] = float("nan")
+        return mels, frames
+
+    model.synthesize = diverging
+    with caplog.at_level("WARNING", logger="holdtts.synthesis"):
+        result = synthesize_texts(model, texts, ids, vocoder, steps=2)
+    assert result.nonfinite == ["b"] and clean.nonfinite == []
+    assert any("synthesis of b held NaN" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(result.mels[0], clean.mels[0])  # the other item as before
+    assert np.all(result.mels[1] == np.float32(np.log(1e-5))) and np.isfinite(result.wavs[1]).all()
+    write_outputs(result, texts, tmp_path / "out", model.cfg.features.sample_rate)
+    assert json.loads((tmp_path / "out" / "synthesis.json").read_text())["nonfinite_utts"] == ["b"]
+
+
 def test_black_box_scores_do_not_depend_on_batching(recipe, dual):
     model = load_model(dual[0])
     store = FeatureStore(recipe / "dump")

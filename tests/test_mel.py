@@ -58,3 +58,22 @@ def test_leading_dims_and_dtype():
 def test_silence_hits_the_log_floor():
     mel = holdtts.mel_spectrogram(torch.zeros(4096))
     assert torch.all(mel <= np.log(1e-4)) and torch.all(mel >= np.log(1e-5) - 1e-6)
+
+
+def test_nonfinite_synthesis_becomes_the_log_floor():
+    from holdtts.data.mel import LOG_FLOOR, silence_nonfinite
+
+    mels = torch.randn(3, 80, 12)
+    finite, failed = silence_nonfinite(mels, torch.tensor([12, 12, 12]))
+    assert finite is mels and failed.tolist() == [False, False, False]  # finite mels untouched, bit for bit
+    broken = mels.clone()
+    broken[0, 5, 3] = float("nan")
+    broken[1, 0, 0] = float("inf")
+    broken[2, 7, 11] = float("-inf")  # in item 2's padding (length 10): repaired, but not a failed synthesis
+    repaired, failed = silence_nonfinite(broken, torch.tensor([12, 12, 10]))
+    assert failed.tolist() == [True, True, False]
+    assert torch.isfinite(repaired).all()
+    bad = ~torch.isfinite(broken)
+    assert torch.equal(repaired[bad], torch.full((3,), float(np.log(LOG_FLOOR))))
+    assert torch.equal(repaired[~bad], mels[~bad])
+    assert silence_nonfinite(broken)[1].tolist() == [True, True, True]  # without lengths every frame counts

@@ -96,3 +96,24 @@ def mel_filterbank(cfg: FeaturesConfig | None = None) -> np.ndarray:
     """The [n_mels, n_fft // 2 + 1] Slaney filterbank (for inverting mels, e.g. Griffin-Lim)."""
     cfg = cfg or FeaturesConfig()
     return _mel_basis(_key(cfg), "cpu").numpy().copy()
+
+
+def silence_nonfinite(log_mels: torch.Tensor, lengths: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The convention for a synthesis that diverged: every NaN or infinite value of log-mels [B, n_mels, T]
+    becomes the log floor (silence: the system emitted no sound there). Returns (log_mels, failed), failed a
+    bool [B] marking the items whose frames (their first `lengths[b]`, or all) held such a value.
+
+    One rule for every consumer of synthesized mels (the black-box attack, the quality evaluation, the
+    synthesize command), applied to every system alike; finite mels are returned unchanged (bit for bit).
+    """
+    bad = ~torch.isfinite(log_mels)
+    if lengths is not None:
+        frames = torch.arange(log_mels.shape[-1], device=log_mels.device)
+        counted = bad & (frames[None, None, :] < lengths.to(log_mels.device)[:, None, None])
+    else:
+        counted = bad
+    failed = counted.flatten(1).any(dim=1)
+    if not bool(bad.any()):
+        return log_mels, failed
+    return torch.where(bad, torch.full_like(log_mels, float(np.log(LOG_FLOOR))), log_mels), failed

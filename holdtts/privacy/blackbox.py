@@ -15,18 +15,24 @@ Distances (`--param synth_distance.distance=...`), both on whole utterances alig
 Synthesis uses the model's own settings (config.synthesis: sampler, steps, temperature) unless the
 params `steps`, `sampler` or `temperature` are given. Each utterance is synthesized alone from a generator
 seeded by (seed, utterance, attack): the U-Net's GroupNorm statistics span padded frames, so batching would
-make a score depend on its batch-mates.
+make a score depend on its batch-mates. A synthesis whose sampler diverged (NaN or infinite values) is
+measured as the silence `holdtts.data.mel.silence_nonfinite` makes of those values, the same rule the quality
+evaluation applies, so the attack scores every system and every utterance.
 """
 from __future__ import annotations
 
+import logging
 import zlib
 
 import numpy as np
 import torch
 
+from holdtts.data.mel import silence_nonfinite
 from holdtts.errors import ConfigError
 from holdtts.privacy.attacks import AttackInputs, NoiseSource, register_attack
-from holdtts.quality.mcd import mcd_dtw
+from holdtts.quality.mcd import check_finite, mcd_dtw
+
+log = logging.getLogger(__name__)
 
 
 def logmel_dtw_distance(generated: np.ndarray, reference: np.ndarray) -> float:
@@ -35,6 +41,7 @@ def logmel_dtw_distance(generated: np.ndarray, reference: np.ndarray) -> float:
 
     if generated.shape[1] == 0 or reference.shape[1] == 0:
         raise ValueError("cannot align an empty spectrogram")
+    check_finite(generated, reference)
     _, path = librosa.sequence.dtw(X=generated, Y=reference, metric="euclidean")
     diff = generated[:, path[:, 0]] - reference[:, path[:, 1]]
     return float(np.sqrt(np.mean(np.square(diff), axis=0)).mean())
@@ -67,6 +74,10 @@ def synth_distance(model, inputs: AttackInputs, t, noise: NoiseSource, steps=Non
         mels, frames = model.synthesize(inputs.tokens[i:i + 1, : int(length)], length, steps=steps, sampler=sampler,
                                         temperature=temperature, generator=utterance_generator(noise, utt, device),
                                         **extra)
+        mels, failed = silence_nonfinite(mels, frames)
+        if bool(failed[0]):
+            log.warning("synth_distance: the synthesis of %s held NaN or infinite values (the sampler diverged); "
+                        "scored as the silence they are made (holdtts.data.mel.silence_nonfinite)", utt)
         generated = mels[0, :, : int(frames[0])].float().cpu().numpy()
         reference = inputs.mels[i, :, : int(inputs.mel_lengths[i])].float().cpu().numpy()
         scores.append(-measure(generated, reference))

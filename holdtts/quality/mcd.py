@@ -49,6 +49,15 @@ def mel_cepstrum(log_mel: np.ndarray, n_coefficients: int = MCD_COEFFICIENTS) ->
     return cepstrum[1 : n_coefficients + 1]
 
 
+def check_finite(generated: np.ndarray, reference: np.ndarray) -> None:
+    """A clear error instead of the DTW's: a diverged synthesis must pass through
+    holdtts.data.mel.silence_nonfinite first."""
+    for name, log_mel in (("generated", generated), ("reference", reference)):
+        if not np.isfinite(log_mel).all():
+            raise ValueError(f"the {name} log-mel holds NaN or infinite values; a synthesis that diverged is "
+                             "scored after holdtts.data.mel.silence_nonfinite")
+
+
 def mcd_dtw(generated_log_mel: np.ndarray, reference_log_mel: np.ndarray,
             n_coefficients: int = MCD_COEFFICIENTS) -> McdResult:
     """MCD (dB) between two log-mels [n_mels, frames] of possibly different lengths, DTW-aligned."""
@@ -58,6 +67,7 @@ def mcd_dtw(generated_log_mel: np.ndarray, reference_log_mel: np.ndarray,
     reference = mel_cepstrum(reference_log_mel, n_coefficients)
     if generated.shape[1] == 0 or reference.shape[1] == 0:
         raise ValueError("cannot align an empty spectrogram")
+    check_finite(generated_log_mel, reference_log_mel)
     _, path = librosa.sequence.dtw(X=generated, Y=reference, metric="euclidean")
     frame_distance = np.linalg.norm(generated[:, path[:, 0]] - reference[:, path[:, 1]], axis=0)
     return McdResult(mcd=float(MCD_SCALE * frame_distance.mean()), path_length=len(path),

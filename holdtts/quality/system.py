@@ -138,7 +138,9 @@ def evaluate_system(model, vocoder, data_dir: str | Path, dump_dir: str | Path, 
     # wall seconds of each part, for the study's wall-time table (cached scores make a rerun's scoring faster)
     timing = {"synthesis_seconds": synthesized - started,
               "references_and_scoring_seconds": time.perf_counter() - synthesized}
-    summary.update({"split": split, "decoder_rtf": result.rtf, "timing": {k: round(v, 3) for k, v in timing.items()},
+    # syntheses that held NaN/inf were scored as the silence they were made (holdtts.data.mel.silence_nonfinite)
+    summary.update({"split": split, "decoder_rtf": result.rtf, "nonfinite_syntheses": len(result.nonfinite),
+                    "timing": {k: round(v, 3) for k, v in timing.items()},
                     "reference": "real mels through the same vocoder",
                     **{k: v for k, v in meta.items() if k != "model"}, "model": meta["model"]})
     write_rows_tsv(out_dir / "quality.tsv", rows, overwrite=True)
