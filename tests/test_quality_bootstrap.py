@@ -76,6 +76,10 @@ def test_the_report_states_each_wer_interval_beside_its_sample_size():
     # a quality.json from before the intervals: sizes only, no interval claimed
     del quality["wer_espeak"]["generated"]["wer_interval"]
     assert "WER esp [" not in quality_sections(quality_summary([Record()]))
+    assert "diverged" not in text
+    quality["nonfinite_syntheses"] = 1  # one sentence's synthesis diverged: said under the table
+    assert "**Syntheses that diverged** (NaN or infinite values" in quality_sections(quality_summary([Record()]))
+    assert "vp: 1 of 2" in quality_sections(quality_summary([Record()]))
 
 
 def test_a_malformed_wer_interval_is_an_error_naming_the_file(tmp_path):

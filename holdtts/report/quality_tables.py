@@ -58,6 +58,7 @@ def _metric_values(quality: dict) -> dict:
     if isinstance(quality.get("mcd"), dict):
         out["mcd_n"] = quality["mcd"].get("n")
     out["n_utterances"] = quality.get("n_utterances")
+    out["nonfinite"] = quality.get("nonfinite_syntheses")  # absent before the rule: not known, not zero
     return out
 
 
@@ -192,6 +193,11 @@ def quality_sections(summary: dict) -> str:
     out += ["", "Sample sizes and intervals:", ""]
     out += [f"- {name}: {_sizes(numbers) or 'not stated'}" for name, numbers in rows]
     out += _recogniser_builds(rows)
+    diverged = [(name, numbers) for name, numbers in rows if numbers.get("nonfinite")]
+    if diverged:
+        listed = "; ".join(f"{name}: {n['nonfinite']} of {n.get('n_utterances')}" for name, n in diverged)
+        out += ["", f"**Syntheses that diverged** (NaN or infinite values, scored as the silence they were made, "
+                f"holdtts.data.mel.silence_nonfinite): {listed}. They count against the system in every column."]
     out += _own_sampler_section(summary.get("own_sampler") or {}, flagged)
     sanity = summary.get("sanity")
     out += ["", "## Sanity table", ""]
