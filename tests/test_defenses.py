@@ -460,28 +460,33 @@ def test_black_box_attack_scores_a_diverged_synthesis_as_silence(recipe, caplog)
     target = AttackTarget.from_splits(recipe / "data", "members")
     model = DivergingTTS(config(), store.symbols.n_vocab, store, target.members).eval()
     with caplog.at_level("WARNING", logger="holdtts.privacy.blackbox"):
-        rows, _ = run_attacks(model, store, target, ["synth_distance"], batch_size=4)
+        rows, info = run_attacks(model, store, target, ["synth_distance"], batch_size=4)
+    warned = sorted(r.args[0] for r in caplog.records if "NaN or infinite" in r.getMessage())
+    params = {"synth_distance": {"distance": "logmel"}}  # levels count here: only the log floor gives these
+    logmel_rows, _ = run_attacks(model, store, target, ["synth_distance"], batch_size=4, params=params)
     scores = {r["utt_id"]: r["score"] for r in rows}
+    logmel_scores = {r["utt_id"]: r["score"] for r in logmel_rows}
     assert all(np.isfinite(list(scores.values())))
     for utt in target.members:  # the distance of silence (the log floor, as long as the recording) to it
         reference = store.mel(utt)
         silence = np.full_like(reference, np.log(1e-5))
         assert scores[utt] == pytest.approx(-mcd_dtw(silence, reference).mcd, rel=1e-6)
-    assert sorted(r.args[0] for r in caplog.records if "NaN or infinite" in r.getMessage()) == \
-        sorted(target.members)
+        assert logmel_scores[utt] == pytest.approx(-logmel_dtw_distance(silence, reference), rel=1e-6)
+    assert warned == sorted(target.members)
+    assert info["notes"] == {"diverged_syntheses": {"synth_distance": sorted(target.members)}}  # for attack.json
     compute_metrics(rows, bootstrap_samples=10)  # the statistics take the rows as they are
     with pytest.raises(ValueError, match="silence_nonfinite"):  # not librosa's DTW error
         mcd_dtw(np.full_like(reference, np.nan), reference)
 
 
 def test_synthesis_makes_a_diverged_item_silence_and_records_it(recipe, tmp_path, caplog):
-    from holdtts.synthesis import synthesize_texts, write_outputs
+    from holdtts.synthesis import synthesize_long_texts, synthesize_texts, write_outputs
     from holdtts.vocoder import GriffinLimVocoder
 
     model = tiny_model(recipe, 0)
     model.symbols, model.config, model.checkpoint = FeatureStore(recipe / "dump").symbols, model.cfg, "untrained"
     vocoder = GriffinLimVocoder(model.cfg.features, n_iter=2)
-    texts, ids = ["Item one.", "Item twelve, and more."], ["a", "b"]
+    texts, ids = ["Item twelve, and more.", "Item one."], ["b", "a"]  # synthesized shortest first
     clean = synthesize_texts(model, texts, ids, vocoder, steps=2)
     real_synthesize = model.synthesize
 
@@ -495,8 +500,12 @@ def test_synthesis_makes_a_diverged_item_silence_and_records_it(recipe, tmp_path
         result = synthesize_texts(model, texts, ids, vocoder, steps=2)
     assert result.nonfinite == ["b"] and clean.nonfinite == []
     assert any("synthesis of b held NaN" in r.getMessage() for r in caplog.records)
-    np.testing.assert_array_equal(result.mels[0], clean.mels[0])  # the other item as before
-    assert np.all(result.mels[1] == np.float32(np.log(1e-5))) and np.isfinite(result.wavs[1]).all()
+    np.testing.assert_array_equal(result.mels[1], clean.mels[1])  # the other item as before
+    assert np.all(result.mels[0] == np.float32(np.log(1e-5))) and np.isfinite(result.wavs[0]).all()
+    # a long text is synthesized in chunks ("x.1.0", "x.1.1", ...): one diverged chunk names the whole text
+    long_text = " ".join(["Item one is here."] * 30)
+    chunked = synthesize_long_texts(model, [long_text, "Item one."], ["x.1", "a"], vocoder, steps=2)
+    assert chunked.nonfinite == ["x.1"] and np.isfinite(chunked.mels[0]).all()
     write_outputs(result, texts, tmp_path / "out", model.cfg.features.sample_rate)
     assert json.loads((tmp_path / "out" / "synthesis.json").read_text())["nonfinite_utts"] == ["b"]
 

@@ -80,6 +80,8 @@ def test_the_report_states_each_wer_interval_beside_its_sample_size():
     quality["nonfinite_syntheses"] = 1  # one sentence's synthesis diverged: said under the table
     assert "**Syntheses that diverged** (NaN or infinite values" in quality_sections(quality_summary([Record()]))
     assert "vp: 1 of 2" in quality_sections(quality_summary([Record()]))
+    Record.quality_own = {**quality, "nonfinite_syntheses": 2, "sampler": "splitting", "steps": 10}
+    assert "vp: 1 of 2; vp (own sampler): 2 of 2" in quality_sections(quality_summary([Record()]))
 
 
 def test_a_malformed_wer_interval_is_an_error_naming_the_file(tmp_path):

@@ -491,6 +491,19 @@ def test_attack_dir_without_rows_and_system_without_attacks(tmp_path):
         result.out_dir / "report.md").read_text()
 
 
+def test_the_report_says_which_black_box_syntheses_diverged(tmp_path):
+    exp = tmp_path / "exp"
+    write_attack_dir(exp / "vp" / "attack_blackbox", {"synth_distance": {"-": 0.5}}, seed=1)
+    settings = exp / "vp" / "attack_blackbox" / "attack.json"
+    text = (write_report(exp).out_dir / "report.md").read_text()
+    assert "syntheses diverged" not in text
+    saved = json.loads(settings.read_text())
+    saved["notes"] = {"diverged_syntheses": {"synth_distance": ["m001", "n004", "n007"]}}  # as run_attacks writes
+    settings.write_text(json.dumps(saved))
+    text = (write_report(exp, overwrite=True).out_dir / "report.md").read_text()
+    assert f"synth_distance: **3 of {N_MEMBERS + N_NONMEMBERS} syntheses diverged**" in text
+
+
 def test_malformed_train_log_names_the_line(tmp_path):
     exp = tmp_path / "exp"
     write_attack_dir(exp / "vp" / "attack", {"pia": {"0.3": 1.0}}, seed=1)

@@ -104,8 +104,9 @@ def silence_nonfinite(log_mels: torch.Tensor, lengths: torch.Tensor | None = Non
     becomes the log floor (silence: the system emitted no sound there). Returns (log_mels, failed), failed a
     bool [B] marking the items whose frames (their first `lengths[b]`, or all) held such a value.
 
-    One rule for every consumer of synthesized mels (the black-box attack, the quality evaluation, the
-    synthesize command), applied to every system alike; finite mels are returned unchanged (bit for bit).
+    The fill is log(LOG_FLOOR) in the mels' dtype (synthesis runs in float32). One rule for every consumer
+    of synthesized mels (the black-box attack, the quality evaluation, the synthesize command), applied to
+    every system alike; finite mels are returned unchanged (bit for bit).
     """
     bad = ~torch.isfinite(log_mels)
     if lengths is not None:

@@ -101,7 +101,14 @@ class Attack:
     white_box: bool = True  # needs the score network and the alignment (False: only `model.synthesize`)
 
     def __call__(self, model, inputs: AttackInputs, t: float | None, noise: NoiseSource, **params) -> Tensor:
-        return self.fn(model, inputs, t, noise, **{**self.params, **params})
+        return self.score(model, inputs, t, noise, **params)[0]
+
+    def score(self, model, inputs: AttackInputs, t: float | None, noise: NoiseSource,
+              **params) -> tuple[Tensor, dict[str, list[str]]]:
+        """(scores [B], notes): an attack may return (scores, notes), notes naming utterances that need a word
+        in the record (e.g. {"diverged_syntheses": [utt, ...]}); the runner keeps them in attack.json."""
+        out = self.fn(model, inputs, t, noise, **{**self.params, **params})
+        return out if isinstance(out, tuple) else (out, {})
 
     def applies_to(self, model) -> bool:
         if self.white_box and not hasattr(model, "eps_hat"):  # e.g. DualMD's pipeline: a black box only
@@ -125,7 +132,8 @@ def register_attack(name: str, *, t_grid: Sequence[float] | None = None, publish
                     min_order: int = 1, description: str = "", white_box: bool = True, **params):
     """Decorator registering `fn(model, inputs, t, noise, **params) -> scores [B]` (higher: member).
 
-    A black-box attack (white_box=False) gets inputs without the alignment and the crop (both None).
+    A black-box attack (white_box=False) gets inputs without the alignment and the crop (both None). `fn`
+    may return (scores, notes) instead: notes {key: [utt_id, ...]} go to the run's record (Attack.score).
     """
 
     def decorate(fn):

@@ -17,7 +17,8 @@ params `steps`, `sampler` or `temperature` are given. Each utterance is synthesi
 seeded by (seed, utterance, attack): the U-Net's GroupNorm statistics span padded frames, so batching would
 make a score depend on its batch-mates. A synthesis whose sampler diverged (NaN or infinite values) is
 measured as the silence `holdtts.data.mel.silence_nonfinite` makes of those values, the same rule the quality
-evaluation applies, so the attack scores every system and every utterance.
+evaluation applies, so the attack scores every system and every utterance; attack.json lists those
+utterances (notes.diverged_syntheses).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def synth_distance(model, inputs: AttackInputs, t, noise: NoiseSource, steps=Non
         raise ConfigError(f"unknown synth_distance distance {distance!r} (known: {', '.join(DISTANCES)})")
     measure = DISTANCES[distance]
     device = inputs.tokens.device
-    scores = []
+    scores, diverged = [], []
     for i, utt in enumerate(inputs.utt_ids):
         length = inputs.token_lengths[i:i + 1]
         extra = {} if inputs.speakers is None else {"speakers": inputs.speakers[i:i + 1]}
@@ -76,9 +77,10 @@ def synth_distance(model, inputs: AttackInputs, t, noise: NoiseSource, steps=Non
                                         **extra)
         mels, failed = silence_nonfinite(mels, frames)
         if bool(failed[0]):
+            diverged.append(utt)
             log.warning("synth_distance: the synthesis of %s held NaN or infinite values (the sampler diverged); "
                         "scored as the silence they are made (holdtts.data.mel.silence_nonfinite)", utt)
         generated = mels[0, :, : int(frames[0])].float().cpu().numpy()
         reference = inputs.mels[i, :, : int(inputs.mel_lengths[i])].float().cpu().numpy()
         scores.append(-measure(generated, reference))
-    return torch.tensor(scores, dtype=torch.float64)
+    return torch.tensor(scores, dtype=torch.float64), ({"diverged_syntheses": diverged} if diverged else {})

@@ -172,6 +172,7 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
     labelled.sort(key=lambda x: store.num_frames(x[0]))
     rows: list[dict] = []
     seconds = {attack.name: 0.0 for attack, _ in chosen}
+    notes: dict[str, dict[str, list[str]]] = {}  # key -> attack (and t) -> utterances (Attack.score)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -186,7 +187,10 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
             began = time.perf_counter()
             for t in grid:
                 noise = NoiseSource(seed, utts, f"{attack.name}|{format_t(t)}", device)
-                scores = attack(model, inputs, t, noise, **(params or {}).get(attack.name, {}))
+                scores, found = attack.score(model, inputs, t, noise, **(params or {}).get(attack.name, {}))
+                for key, utts_noted in found.items():
+                    cell = attack.name if t is None else f"{attack.name}|{format_t(t)}"
+                    notes.setdefault(key, {}).setdefault(cell, []).extend(utts_noted)
                 scores = scores.float().cpu().tolist()
                 for (utt, member), score in zip(chunk, scores):
                     row = {"utt_id": utt, "member": member, "attack": attack.name, "t": format_t(t), "score": score}
@@ -207,6 +211,8 @@ def run_attacks(model, store: FeatureStore, target: AttackTarget, attacks: Seque
         "t_grids": {attack.name: [format_t(t) for t in grid] for attack, grid in chosen},
         "params": {attack.name: {**attack.params, **(params or {}).get(attack.name, {})} for attack, _ in chosen},
     }
+    if notes:
+        info["notes"] = {key: {cell: sorted(utts) for cell, utts in cells.items()} for key, cells in notes.items()}
     if target.speakers is not None:
         info["protocol"] = target.protocol
         info["num_speakers"] = len(set(target.speakers.values()))

@@ -980,6 +980,10 @@ def _setup_system(name: str, info: dict, config_text: str | None) -> str:
             extra = "".join([f"; parameters {json.dumps(params)}" if params else "",
                              f"; {timing['utts_per_second']} utterances/s" if timing else ""])
             lines.append(f"  - {attack}: t grid {grid}{extra}")
+        for cell, utts in ((s.get("notes") or {}).get("diverged_syntheses") or {}).items():
+            lines.append(f"  - {cell}: **{len(utts)} of {s.get('num_members', 0) + s.get('num_nonmembers', 0)} "
+                         "syntheses diverged** (NaN or infinite values) and were scored as silence "
+                         "(holdtts.data.mel.silence_nonfinite); attack.json lists them")
         if not run["settings"]:
             lines.append("  - no attack.json: settings unknown")
     q = info["quality"]

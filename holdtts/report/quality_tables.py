@@ -193,7 +193,8 @@ def quality_sections(summary: dict) -> str:
     out += ["", "Sample sizes and intervals:", ""]
     out += [f"- {name}: {_sizes(numbers) or 'not stated'}" for name, numbers in rows]
     out += _recogniser_builds(rows)
-    diverged = [(name, numbers) for name, numbers in rows if numbers.get("nonfinite")]
+    own_rows = [(f"{name} (own sampler)", pair["own"]) for name, pair in (summary.get("own_sampler") or {}).items()]
+    diverged = [(name, numbers) for name, numbers in rows + own_rows if numbers.get("nonfinite")]
     if diverged:
         listed = "; ".join(f"{name}: {n['nonfinite']} of {n.get('n_utterances')}" for name, n in diverged)
         out += ["", f"**Syntheses that diverged** (NaN or infinite values, scored as the silence they were made, "
