@@ -199,6 +199,7 @@ def test_frechet_speaker_ranks_real_above_degraded(real_sets):
         assert degraded.value > 1.5 * real.value, name
     with pytest.raises(ValueError, match="silent"):
         frechet.speaker_embedding(np.zeros(SR, np.float32), SR)
+    assert np.isfinite(frechet.speaker_embedding(np.zeros(SR, np.float32), SR, silent_ok=True)).all()
 
 
 # --- DNSMOS -------------------------------------------------------------------------------------------
@@ -367,9 +368,15 @@ def test_evaluate_pairs_reports_bad_input(tmp_path):
     assert err.value.path == str(tmp_path / "missing.wav")
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(SR, np.float32), SR)
-    with pytest.raises(InputError, match="silent") as err:
-        evaluate_pairs({"u": (silent, wav_path), "v": (wav_path, wav_path)}, {}, metrics=("fd_speaker",))
+    with pytest.raises(InputError, match="silent") as err:  # a silent recording is bad input
+        evaluate_pairs({"u": (wav_path, silent), "v": (wav_path, wav_path)}, {}, metrics=("fd_speaker",))
     assert err.value.path == str(silent)
+    # a system's silence (a diverged synthesis may vocode to it) is scored: the recognisers' noise floor
+    rows, _ = evaluate_pairs({"u": (silent, wav_path), "v": (wav_path, wav_path)}, {}, metrics=("fd_speaker",))
+    floor = np.random.default_rng(16000).integers(-1, 2, size=16000).astype(np.float32) / 32768.0
+    expected = frechet.speaker_embedding(floor, 16000) @ frechet.speaker_embedding(speak("the train arrives at noon"),
+                                                                                   SR)
+    assert rows[0]["spk_cosine"] == pytest.approx(expected, abs=1e-6) and rows[1]["spk_cosine"] > 0.99
 
 
 def test_evaluate_pairs_resamples_other_rates(tmp_path):

@@ -149,9 +149,13 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
     # once, not per utterance: the eSpeak key reads the recogniser's info and hashes its weights
     recognizer_keys = {metric: asr.recognizer_key(_RECOGNIZERS[metric]) for metric in wer_metrics}
 
-    def embed(utt: str, clip: Clip) -> np.ndarray:
-        return _on_clip(utt, clip, lambda c: cache.get(c, "speaker", lambda x: (
-            frechet.speaker_embedding(x.at(MODEL_SAMPLE_RATE), device=device))))
+    def embed(utt: str, clip: Clip, generated: bool = False) -> np.ndarray:
+        def compute(x: Clip) -> np.ndarray:
+            return frechet.speaker_embedding(x.at(MODEL_SAMPLE_RATE), device=device, silent_ok=generated)
+
+        if generated and not np.any(clip.wav):  # a system's digital silence is scored (noise floor), not cached
+            return _on_clip(utt, clip, compute)
+        return _on_clip(utt, clip, lambda c: cache.get(c, "speaker", compute))
 
     def mel_of(utt: str, clip: Clip) -> np.ndarray:
         return _on_clip(utt, clip, lambda c: log_mel(c.wav, c.sample_rate, device))
@@ -166,7 +170,7 @@ def evaluate_pairs(pairs: Mapping[str, tuple[str | os.PathLike, str | os.PathLik
         if speakers is not None:
             row["speaker"] = speakers[utt]
         if "fd_speaker" in metrics:
-            embeddings = {side: embed(utt, clip) for side, clip in clips.items()}
+            embeddings = {side: embed(utt, clip, side == "generated") for side, clip in clips.items()}
             row["spk_cosine"] = float(embeddings["generated"] @ embeddings["reference"])
             paired_embeddings[utt] = embeddings
             speaker["generated"].append(embeddings["generated"])

@@ -203,19 +203,24 @@ def voice_encoder(device: str = "cpu"):
 
 
 def speaker_embedding(wav: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE,
-                      device: str = "cpu") -> np.ndarray:
+                      device: str = "cpu", silent_ok: bool = False) -> np.ndarray:
     """L2-normalised 256-d Resemblyzer utterance embedding of a clip.
 
     Resemblyzer's own preprocessing (16 kHz, volume raised to -30 dBFS, long silences trimmed by
     WebRTC VAD); when the VAD finds no speech at all the untrimmed clip is embedded instead, so a
-    non-speech output still gets an (outlying) embedding rather than none.
+    non-speech output still gets an (outlying) embedding rather than none. A clip of digital silence (all
+    samples zero) has no volume to normalise: an error, unless `silent_ok` (a system's output: a diverged
+    synthesis may vocode to it), when one 16-bit step of noise seeded by its length is embedded instead,
+    the recognisers' noise floor (holdtts.quality.asr).
     """
     from resemblyzer.audio import normalize_volume, trim_long_silences
     from resemblyzer.hparams import audio_norm_target_dBFS
 
     wav = resample(wav, sample_rate, MODEL_SAMPLE_RATE)
     if not np.any(wav):
-        raise ValueError("clip is silent (all samples zero); it has no speaker embedding")
+        if not silent_ok:
+            raise ValueError("clip is silent (all samples zero); it has no speaker embedding")
+        wav = np.random.default_rng(len(wav)).integers(-1, 2, size=len(wav)).astype(np.float32) / 32768.0
     wav = normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
     trimmed = trim_long_silences(wav)
     embedding = voice_encoder(device).embed_utterance(trimmed if len(trimmed) else wav)
