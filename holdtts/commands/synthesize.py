@@ -80,3 +80,6 @@ def command(model_path, texts, text_file, with_ids, out_dir, steps, sampler, tem
     write_outputs(result, sentences, out_dir, model.config.features.sample_rate, overwrite, meta)
     click.echo(f"synthesized {len(ids)} utterance(s), {result.audio_seconds:.1f} s of audio, decoder RTF "
                f"{result.rtf:.4f} ({meta['sampler']}, {meta['steps']} steps) -> {out_dir}")
+    if result.nonfinite:
+        click.echo(f"warning: {len(result.nonfinite)} synthesis(es) diverged (NaN or infinite values) and were "
+                   f"written as silence: {', '.join(result.nonfinite)} (listed in synthesis.json)", err=True)
