@@ -1,6 +1,7 @@
 """Membership-inference attacks: a memorising model is caught, an untrained one is not, and the metrics
 are exactly what the rows say."""
 import json
+import sys
 from itertools import product
 
 import numpy as np
@@ -197,13 +198,17 @@ def test_user_attacks_register_and_run(phrases, memorising_model, tmp_path, monk
                       "@register_attack('plugin_zero')\n"
                       "def zero(model, inputs, t, noise):\n"
                       "    return inputs.q0.new_zeros(len(inputs))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # found in the current directory, as README's `--plugin my_attacks` expects
+    monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
     from holdtts.commands.attack import command
 
-    result = CliRunner().invoke(command, ["--plugin", "my_attacks", "--list", "--model", str(phrases / "exp"),
-                                          "--out-dir", str(tmp_path / "x")])
+    result = CliRunner().invoke(command, ["--plugin", "my_attacks", "--list"])  # --list needs no model
     ATTACKS.pop("plugin_zero", None)
     assert result.exit_code == 0 and "plugin_zero" in result.output
+    result = CliRunner().invoke(command, ["--plugin", "no_such_module", "--list"])
+    assert result.exit_code == 2 and "--plugin no_such_module: cannot import it" in result.output
+    result = CliRunner().invoke(command, ["--out-dir", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "Missing option '--model'" in result.output
     with pytest.raises(Exception, match="unknown attack"):
         get_attack("no_such_attack")
 

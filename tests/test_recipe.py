@@ -206,6 +206,20 @@ def test_markers_fingerprint_inputs_named_by_value(tmp_path):
     assert drive(tmp_path, *stage).returncode == 0
 
 
+def test_the_mini_corpus_at_full_size_splits_half_and_half(recipe):
+    """The demo's 8 members are a tiny-size default only: --size full (local/gpu_experiment.sh) gets prepare's
+    splits, members and non-members half of what validation leaves each."""
+    import json
+
+    if not (REPO / ".venv" / "bin" / "holdtts").exists() and shutil.which("holdtts") is None:
+        pytest.skip("holdtts is not installed")
+    result = run(recipe, "--mini-utts", "12", "--size", "full", "--nj", "1", "--stop-stage", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    splits = json.loads((recipe / "data" / "splits.json").read_text())
+    assert splits["arguments"]["num_members"] is None and splits["arguments"]["num_test"] is None
+    assert splits["sizes"]["members"] == splits["sizes"]["nonmembers"] == 5  # (12 - 2 valid) / 2
+
+
 def test_the_mini_default_is_the_demos_calibrated_membership_experiment(recipe):
     """With no counts given, --corpus mini makes the short-sentence corpus and the splits the demo's
     calibration used (docs/demo_calibration.md): 8 members, 128 non-members, 16 test sentences."""

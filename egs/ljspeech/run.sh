@@ -43,14 +43,15 @@ corpus_name=ljspeech
 # The mini corpus is the demo's membership experiment (docs/demo_calibration.md): 8 members of short
 # sentences against 128 non-members, and at the tiny size the study's model at a budget where vp leaks on
 # every calibration seed (conf/mini_membership.yaml), so the report has a leak to hold HOLD++ against.
-# Given either count, the splits are the user's (and the test sentences prepare's default).
+# Given either count, the splits are the user's (and the test sentences prepare's default); at --size full
+# (the GPU experiment, local/gpu_experiment.sh) they are prepare's defaults: half the corpus each.
 # The report then also reads every system at the attack cells that calibration pre-registered on vp alone
 # (docs/demo_calibration/chosen.json): all 8 members count, not a held-out half of 4.
 mini_membership=()
 mini_test=()
 report_extra=()
 if [ "$corpus" = mini ]; then
-  if [ -z "$num_members$num_nonmembers" ]; then
+  if [ -z "$num_members$num_nonmembers" ] && [ "$size" = tiny ]; then
     num_members=8 num_nonmembers=128 mini_test=(--num-test 16)  # the calibration's splits exactly
     # the cells were pre-registered for this corpus, these splits and this budget only
     if [ "$seed $mini_utts $mini_max_words $size" = "1234 256 6 tiny" ] && [ -z "$train_params" ]; then

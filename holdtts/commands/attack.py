@@ -76,11 +76,28 @@ def check_speaker_table(model, data_dir) -> None:
                                   str(part.checkpoint))
 
 
+def import_plugins(modules) -> None:
+    """Import each --plugin module; the current directory is searched first, as `python -m` would."""
+    import os
+    import sys
+
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise click.UsageError(f"--plugin {module}: cannot import it ({err}); give a module name importable "
+                                   "from the current directory or the environment, e.g. my_attacks for "
+                                   "./my_attacks.py") from err
+
+
 @click.command(name="attack")
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
-              help="Experiment directory (latest checkpoint) or checkpoint file.")
-@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Writes rows.tsv (one row per utterance, attack and t), metrics.json and attack.json.")
+@click.option("--model", "model_path", type=click.Path(exists=True),
+              help="Experiment directory (latest checkpoint) or checkpoint file. Required unless --list.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Writes rows.tsv (one row per utterance, attack and t), metrics.json and attack.json. "
+                   "Required unless --list.")
 @click.option("--attack", "attacks", default="all", show_default=True,
               help="Comma-separated attack names (see --list); 'all' runs every built-in attack that applies "
                    "(loss, secmi, pia, pian, sima, the Monte-Carlo variants for order >= 2, duration, prior).")
@@ -129,14 +146,16 @@ def command(model_path, out_dir, attacks, data_dir, dump_dir, member_split, nonm
     from holdtts.privacy.runner import AttackTarget, attack_experiment, log_metrics_to_tensorboard
     from holdtts.utils.fileio import refuse_overwrite
 
-    for module in plugins:
-        importlib.import_module(module)
+    import_plugins(plugins)
     load_plugins()
     if list_only:
         for name, attack in sorted(ATTACKS.items()):
             grid = "no t" if attack.t_grid is None else "t " + ",".join(f"{t:g}" for t in attack.grid())
             click.echo(f"{name:10s} {grid:32s} {attack.description}")
         return
+    for value, option in ((model_path, "--model"), (out_dir, "--out-dir")):
+        if value is None:
+            raise click.UsageError(f"Missing option '{option}' (needed unless --list).")
     refuse_overwrite(Path(out_dir) / "metrics.json", overwrite, "attack results")
     torch_device = resolve_device(device)
     model = load_model(model_path, device=torch_device, ema=not raw_weights)

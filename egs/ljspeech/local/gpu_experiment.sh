@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 out=exp/gpu_out
 phases="recipe bench pack"
-mini_utts=1000            # 500 members, 500 non-members
+mini_utts=1000            # 495 members, 495 non-members (prepare's default at --size full: half of what valid leaves)
 steps=3000                # training steps per system (each DualMD/DistillMD network too)
 batch_size=32
 systems="vp hold2 hold3 hold4 dualmd distillmd vp_dp vp_dp_eps1"
