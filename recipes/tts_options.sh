@@ -14,7 +14,7 @@ attack_utts=           # at most this many members and as many non-members per a
 attack_params=auto     # auto (mini: fewer Monte-Carlo draws; the real corpus: none) | none | e.g. "loss.draws=4 pia_mc.draws=16"
 blackbox=true          # also attack every system through its synthesis (one synthesis per utterance)
 eval_utts=             # quality: the first N test sentences (default: mini 8, the real corpus all)
-eval_metrics=auto      # holdtts evaluate --metrics: auto (mini adds its two recognisers), or e.g. auto,-wer_espeak
+eval_metrics=auto      # holdtts evaluate --metrics: auto (mini: the eSpeak recogniser only; auto,wer: all three), or e.g. auto,-wer_espeak
 nj=$(nproc)            # parallel jobs for corpus synthesis, wav checks and feature decoding
 jobs=auto              # stages 4-6 (train, attack, evaluate): how many run at once, with $(nproc)/jobs threads
                        # each; auto: 2 for the mini corpus on the CPU (two one-thread jobs outrun one
