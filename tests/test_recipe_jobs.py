@@ -230,10 +230,10 @@ def test_a_signal_stops_every_job_and_the_recipe_waits_for_them(recipe, signum, 
                                   # as from a terminal: a test runner's worker may ignore SIGINT, and a shell
                                   # cannot trap a signal ignored when it started
                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    for _ in range(200):
-        if events.read_text().count("start ") == 2:
-            break
+    deadline = time.monotonic() + 60  # both jobs started (slow to come on a loaded machine; SLEEP is 60 s)
+    while events.read_text().count("start ") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert events.read_text().count("start ") == 2, "the two jobs did not start within a minute"
     recipe_run.send_signal(signum)
     _, stderr = recipe_run.communicate(timeout=30)
     assert recipe_run.returncode == status, stderr[-2000:]
