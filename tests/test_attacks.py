@@ -202,9 +202,15 @@ def test_user_attacks_register_and_run(phrases, memorising_model, tmp_path, monk
     monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
     from holdtts.commands.attack import command
 
-    result = CliRunner().invoke(command, ["--plugin", "my_attacks", "--list"])  # --list needs no model
-    ATTACKS.pop("plugin_zero", None)
+    try:
+        result = CliRunner().invoke(command, ["--plugin", "my_attacks", "--list"])  # --list needs no model
+    finally:
+        ATTACKS.pop("plugin_zero", None)
+        sys.modules.pop("my_attacks", None)  # a rerun in this process imports (and registers) it again
     assert result.exit_code == 0 and "plugin_zero" in result.output
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency\n")
+    result = CliRunner().invoke(command, ["--plugin", "needs_more", "--list"])
+    assert result.exit_code == 2 and "--plugin needs_more: importing it failed" in result.output
     result = CliRunner().invoke(command, ["--plugin", "no_such_module", "--list"])
     assert result.exit_code == 2 and "--plugin no_such_module: cannot import it" in result.output
     result = CliRunner().invoke(command, ["--out-dir", str(tmp_path / "x")])

@@ -251,6 +251,14 @@ def test_auto_metrics_on_a_mini_corpus_include_its_recognisers(tmp_path):
     assert resolve_metrics("mcd, wer_espeak,mcd", tmp_path) == ["mcd", "wer_espeak"]
     with pytest.raises(HoldttsError, match="'wer_espeak' is not among"):
         resolve_metrics("mcd,-wer_espeak", tmp_path)
+    # the recipe's mini default: the eSpeak recogniser alone; on other data it drops what auto did not bring
+    assert resolve_metrics("auto,-wer,-wer_domain", tmp_path) == ["fd_speaker", "fd_logmel", "dnsmos", "wer_espeak",
+                                                                  "mcd"]
+    assert resolve_metrics("auto,-wer,-wer_domain", tmp_path / "elsewhere") == ["fd_speaker", "fd_logmel", "dnsmos",
+                                                                                 "mcd"]
+    assert resolve_metrics("auto,wer", tmp_path) == names
+    with pytest.raises(HoldttsError, match="'wer' is not among"):
+        resolve_metrics("auto,-wer,-wer", tmp_path / "elsewhere")  # only the mini-only metrics are let go
 
 
 def test_synthesized_speech_comes_from_mini_corpora_of_its_own_seeds(tmp_path):

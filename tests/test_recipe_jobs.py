@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -225,22 +226,39 @@ def test_a_signal_stops_every_job_and_the_recipe_waits_for_them(recipe, signum, 
     events = recipe / "events.log"
     events.write_text("")
     recipe_run = subprocess.Popen(["bash", str(recipe / "run.sh"), "--stage", "4", "--systems", "vp hold3",
-                                   "--jobs", "2"], cwd=recipe, env=environment(recipe, SLEEP="60"),
+                                   "--jobs", "2"], cwd=recipe, env=environment(recipe, SLEEP="300"),
                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
                                   # as from a terminal: a test runner's worker may ignore SIGINT, and a shell
                                   # cannot trap a signal ignored when it started
                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60  # both jobs started (slow to come on a loaded machine; SLEEP is 60 s)
-    while events.read_text().count("start ") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert events.read_text().count("start ") == 2, "the two jobs did not start within a minute"
-    recipe_run.send_signal(signum)
-    _, stderr = recipe_run.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60  # both jobs started (slow to come on a loaded machine; they sleep 300 s)
+        while events.read_text().count("start ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert events.read_text().count("start ") == 2, "the two jobs did not start within a minute"
+        recipe_run.send_signal(signum)
+        _, stderr = recipe_run.communicate(timeout=30)
+    finally:  # a failed test leaves no recipe running
+        if recipe_run.poll() is None:
+            os.killpg(recipe_run.pid, signal.SIGKILL)
+            recipe_run.wait()
     assert recipe_run.returncode == status, stderr[-2000:]
     # both had "saved" (a second each) before the recipe ended
     assert sorted(events.read_text().splitlines()[2:]) == ["stopped train:exp/hold3", "stopped train:exp/vp"]
     assert stderr.count("stopped by a signal: what ran is not marked done") == 2
     assert not list((recipe / "exp" / ".done").glob("*.done"))
+
+
+@pytest.mark.parametrize("given, passed", [(None, "auto,-wer,-wer_domain"), ("auto,wer", "auto,wer")])
+def test_the_mini_quality_stage_uses_the_espeak_recogniser_unless_told(recipe, given, passed):
+    """The mini corpus's default drops pocketsphinx's two recognisers (docs/quality.md) and still builds the
+    eSpeak one; --eval-metrics keeps what the user gives."""
+    done, events = run(recipe, "--systems", "vp", "--jobs", "1", *(["--eval-metrics", given] if given else []))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "start build-recognizer" in " ".join(events)
+    for marker in ("stage6.evaluate-reference.done", "stage6.evaluate-vp.done"):
+        command = shlex.split((recipe / "exp" / ".done" / marker).read_text().splitlines()[0])  # quoted as %q
+        assert command[command.index("--metrics") + 1] == passed, command
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])

@@ -580,6 +580,18 @@ def test_quality_beside_the_privacy_comparison_is_paired_over_seeds_at_both_samp
     assert "over 2 and 2 training seed(s), 12 sentences" in line and "MCD (dB) +1.000" in line
     own_line = "hold2's quality against vp at each system's own sampler"
     assert any(f.startswith(own_line) for f in result.summary["findings"])
+    # a metric no model has (here the eSpeak WER) gets no column, in the pairs' table and the headline table
+    assert "Δ WER (eSpeak)" not in section and "Δ WER (generic) (points)" in section
+    assert "WER gen (ref)" in markdown
+    for folder in exp.glob("*/evaluate*"):  # the generic WER left out, as the mini recipe's default does now
+        summary = json.loads((folder / "quality.json").read_text())
+        summary.pop("wer")
+        (folder / "quality.json").write_text(json.dumps(summary))
+        lines = [line.split("\t") for line in (folder / "quality.tsv").read_text().splitlines()]
+        keep = [i for i, name in enumerate(lines[0]) if name not in ("wer_errors", "wer_ref_words", "ref_wer_errors")]
+        (folder / "quality.tsv").write_text("".join("\t".join(r[i] for i in keep) + "\n" for r in lines))
+    markdown = (write_report(exp, overwrite=True).out_dir / "report.md").read_text()
+    assert "WER gen (ref)" not in markdown and "Δ WER (generic)" not in markdown and "Δ MCD (dB)" in markdown
 
 
 def test_a_comparison_not_at_equal_budget_says_how_the_training_differed(tmp_path):

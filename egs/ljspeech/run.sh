@@ -25,8 +25,8 @@ cd "$(dirname "$0")"
 
 . ../../recipes/tts_options.sh   # the options every recipe shares (stage, size, attacks, ...), their defaults
 ljspeech_dir=          # an existing LJSpeech-1.1 directory (skips the download)
-num_members=           # members (default: mini 8, else half of the corpus, PIA's protocol)
-num_nonmembers=        # non-members (default: mini 128, else as many as members)
+num_members=           # members (default: mini at --size tiny 8, else half of the corpus, PIA's protocol)
+num_nonmembers=        # non-members (default: mini at --size tiny 128, else as many as members)
 mini_max_words=6       # the mini corpus's longest sentence (words): short clips, memorised within minutes
 systems=auto           # auto (mini: vp hold3; else vp hold2 hold3 hold4 dualmd distillmd); each needs conf/<system>.yaml
 recipe_options+=" ljspeech_dir num_members num_nonmembers mini_max_words systems"

@@ -86,7 +86,9 @@ def import_plugins(modules) -> None:
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as err:
+        except ModuleNotFoundError as err:
+            if err.name != module:  # the plugin is there, something it imports is not
+                raise click.UsageError(f"--plugin {module}: importing it failed ({err})") from err
             raise click.UsageError(f"--plugin {module}: cannot import it ({err}); give a module name importable "
                                    "from the current directory or the environment, e.g. my_attacks for "
                                    "./my_attacks.py") from err

@@ -30,6 +30,9 @@ def is_mini_corpus(data_dir: str | Path) -> bool:
     return isinstance(corpus, dict) and corpus.get("generator") == "holdtts.data.minicorpus"
 
 
+MINI_ONLY_METRICS = ("wer_domain", "wer_espeak")  # recognisers of the mini corpus's own speech
+
+
 def default_metrics(data_dir: str | Path) -> list[str]:
     """Every metric; the two recognisers of the mini corpus's own speech (wer_domain, wer_espeak) only where
     the speech says the mini corpus's sentences. wer_espeak's recogniser trains once on first use (about half
@@ -37,22 +40,28 @@ def default_metrics(data_dir: str | Path) -> list[str]:
     pocketsphinx's 87% (docs/quality.md)."""
     names = list(DEFAULT_METRICS)
     if is_mini_corpus(data_dir):
-        names[names.index("wer") + 1:names.index("wer") + 1] = ["wer_domain", "wer_espeak"]
+        names[names.index("wer") + 1:names.index("wer") + 1] = list(MINI_ONLY_METRICS)
     return names
 
 
 def resolve_metrics(spec: str, data_dir: str | Path) -> list[str]:
     """`--metrics`: comma-separated names, where `auto` stands for default_metrics(data_dir) and `-name`
-    drops a name (`auto,-wer_espeak`: the defaults without the recogniser that trains on first use)."""
+    drops a name (`auto,-wer_espeak`: the defaults without the recogniser that trains on first use). Dropping
+    a mini-corpus-only metric that `auto` did not bring (other data) is no error: the recipe's mini default
+    `auto,-wer,-wer_domain` then still works on a corpus not recognised as mini."""
     names: list[str] = []
+    automatic = False
     for token in (t.strip() for t in spec.split(",")):
         if not token:
             continue
         if token.startswith("-"):
             if token[1:] not in names:
+                if automatic and token[1:] in MINI_ONLY_METRICS:
+                    continue
                 raise HoldttsError(f"--metrics {spec!r}: {token[1:]!r} is not among the metrics before it")
             names.remove(token[1:])
         else:
+            automatic = automatic or token == "auto"
             names += [n for n in (default_metrics(data_dir) if token == "auto" else [token]) if n not in names]
     return names
 

@@ -688,10 +688,18 @@ def _quality_difference(item: dict, metric) -> str:
             f"{item['verdict']}")
 
 
+def _measured(entries: list[dict], reading: str, metric) -> bool:
+    """False when no model of any pair has the metric's per-sentence values (a metric the evaluation left
+    out, e.g. the mini recipe's pocketsphinx WER): its column would say so on every row."""
+    return any(e["readings"][reading][metric.key]["result"] is not None
+               or "has no per-sentence" not in (e["readings"][reading][metric.key]["why"] or "") for e in entries)
+
+
 def _quality_comparison_table(entries: list[dict], reading: str) -> str:
+    shown = [m for m in PAIRED_QUALITY if _measured(entries, reading, m)]
     header = ["system", "baseline", "models (system / baseline)", "sentences",
               *(f"Δ {m.label}{' (points)' if m.key.startswith(('wer', 'cer')) else ''} [95% CI], p"
-                for m in PAIRED_QUALITY)]
+                for m in shown)]
     rows = []
     for entry in entries:
         items = entry["readings"][reading]
@@ -700,7 +708,7 @@ def _quality_comparison_table(entries: list[dict], reading: str) -> str:
                      DASH if first is None else f"{', '.join(first['system_models'])} / "
                                                 f"{', '.join(first['baseline_models'])}",
                      DASH if first is None else first["result"]["n"],
-                     *(_quality_difference(items[m.key], m) for m in PAIRED_QUALITY)])
+                     *(_quality_difference(items[m.key], m) for m in shown)])
     return _table(header, rows)
 
 
@@ -786,6 +794,9 @@ def _headline_table(summary: dict) -> str:
             _quality_pair(row["wer"], row["wer_reference"], _pct),
             DASH if row["mcd"] is None else f"{row['mcd']:.2f}", _sig(row["decoder_rtf"], 3),
         ])
+    if all(row["wer"] is None and row["wer_reference"] is None for row in summary["headline"]):
+        column = header.index("WER gen (ref)")  # not measured (the mini recipe's default metrics): no column
+        header, rows = header[:column] + header[column + 1:], [r[:column] + r[column + 1:] for r in rows]
     return _table(header, rows)
 
 

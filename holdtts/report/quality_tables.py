@@ -178,11 +178,14 @@ def quality_sections(summary: dict) -> str:
     out = ["## Quality with sample sizes", ""]
     if not rows:
         return "\n".join(out + ["No quality results.", ""])
+    recognisers = {"wer_espeak": "WER esp: the mini corpus's eSpeak recogniser (a CTC model trained on eSpeak NG "
+                                 "speech)",
+                   "wer_domain": "WER dom: its domain recogniser (pocketsphinx with the generator's 3-gram)",
+                   "wer": "WER gen: pocketsphinx's generic model (the one that transfers to human speech)"}
+    described = "; ".join(text for key, text in recognisers.items() if key in dict(shown))
     out.append("Lower is better except DNSMOS. FD: Frechet distance (biased upward at small n; FD_inf: its "
                "extrapolation to infinite n where it can be fitted); KID: unbiased kernel distance, comparable "
-               "across n. WER esp: the mini corpus's eSpeak recogniser (a CTC model trained on eSpeak NG "
-               "speech); WER dom: its domain recogniser (pocketsphinx with the generator's 3-gram); WER gen: "
-               "pocketsphinx's generic model (the one that transfers to human speech). Reference rows: real test "
+               f"across n.{' ' + described + '.' if described else ''} Reference rows: real test "
                "recordings, raw and through the vocoder, against other real non-members "
                "(`holdtts evaluate --reference-only`). "
                "(!) marks a metric the sanity table flags.")
