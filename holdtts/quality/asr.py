@@ -39,7 +39,7 @@ import numpy as np
 
 from holdtts.errors import HoldttsError
 from holdtts.quality import bootstrap
-from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample, to_int16_pcm
+from holdtts.quality.audio import MODEL_SAMPLE_RATE, noise_floor, resample, to_int16_pcm
 from holdtts.utils.fileio import file_sha256
 
 _NON_WORD = re.compile(r"[^a-z0-9']+")
@@ -166,8 +166,7 @@ def _decoder(recognizer: str):
 
 def _with_noise_floor(pcm16: np.ndarray) -> np.ndarray:
     # One 16-bit step of seeded noise: fixed for a given clip, so hypotheses are reproducible.
-    noise = np.random.default_rng(len(pcm16)).integers(-1, 2, size=len(pcm16))
-    return np.clip(pcm16.astype(np.int32) + noise, -32768, 32767).astype("<i2")
+    return np.clip(pcm16.astype(np.int32) + noise_floor(len(pcm16)), -32768, 32767).astype("<i2")
 
 
 def recognize(wav: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, recognizer: str = "generic") -> str:

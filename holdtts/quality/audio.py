@@ -40,6 +40,12 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr).astype(np.float32)
 
 
+def noise_floor(length: int) -> np.ndarray:
+    """One 16-bit step of noise (-1, 0 or +1 steps, int64 [length]), seeded by the length so a clip always gets
+    the same: what the recognisers add to digital silence, and what the speaker encoder embeds for it."""
+    return np.random.default_rng(length).integers(-1, 2, size=length)
+
+
 def to_int16_pcm(wav: np.ndarray) -> bytes:
     """Little-endian 16-bit PCM bytes of a float clip (clipped to [-1, 1])."""
     return (np.clip(wav, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()

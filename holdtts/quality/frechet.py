@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from holdtts.errors import HoldttsError
-from holdtts.quality.audio import MODEL_SAMPLE_RATE, resample
+from holdtts.quality.audio import MODEL_SAMPLE_RATE, noise_floor, resample
 
 DEFAULT_EPS = 1e-6  # diagonal offset for singular covariances (pytorch-fid's value)
 
@@ -220,7 +220,7 @@ def speaker_embedding(wav: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE,
     if not np.any(wav):
         if not silent_ok:
             raise ValueError("clip is silent (all samples zero); it has no speaker embedding")
-        wav = np.random.default_rng(len(wav)).integers(-1, 2, size=len(wav)).astype(np.float32) / 32768.0
+        wav = noise_floor(len(wav)).astype(np.float32) / 32768.0
     wav = normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
     trimmed = trim_long_silences(wav)
     embedding = voice_encoder(device).embed_utterance(trimmed if len(trimmed) else wav)

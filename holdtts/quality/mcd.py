@@ -63,11 +63,11 @@ def mcd_dtw(generated_log_mel: np.ndarray, reference_log_mel: np.ndarray,
     """MCD (dB) between two log-mels [n_mels, frames] of possibly different lengths, DTW-aligned."""
     import librosa
 
+    check_finite(generated_log_mel, reference_log_mel)  # before the cepstra: no numpy warnings first
     generated = mel_cepstrum(generated_log_mel, n_coefficients)
     reference = mel_cepstrum(reference_log_mel, n_coefficients)
     if generated.shape[1] == 0 or reference.shape[1] == 0:
         raise ValueError("cannot align an empty spectrogram")
-    check_finite(generated_log_mel, reference_log_mel)
     _, path = librosa.sequence.dtw(X=generated, Y=reference, metric="euclidean")
     frame_distance = np.linalg.norm(generated[:, path[:, 0]] - reference[:, path[:, 1]], axis=0)
     return McdResult(mcd=float(MCD_SCALE * frame_distance.mean()), path_length=len(path),

@@ -691,8 +691,7 @@ def _quality_difference(item: dict, metric) -> str:
 def _measured(entries: list[dict], reading: str, metric) -> bool:
     """False when no model of any pair has the metric's per-sentence values (a metric the evaluation left
     out, e.g. the mini recipe's pocketsphinx WER): its column would say so on every row."""
-    return any(e["readings"][reading][metric.key]["result"] is not None
-               or "has no per-sentence" not in (e["readings"][reading][metric.key]["why"] or "") for e in entries)
+    return not all(e["readings"][reading][metric.key].get("unmeasured") for e in entries)
 
 
 def _quality_comparison_table(entries: list[dict], reading: str) -> str:

@@ -98,6 +98,7 @@ def compare_quality(group: Group, baseline: Group, reading: str, metric: PairedM
     out = {"result": None, "why": None, "system_models": system_names, "baseline_models": base_names}
     if not system or not base:
         lacking = group.name if not system else baseline.name
+        out["unmeasured"] = True  # the evaluation left the metric out (the report then shows no column)
         out["why"] = f"{lacking} has no per-sentence {metric.label} at {READING_LABELS[reading]}"
         return out
     result = paired_difference_over_seeds(system, base, samples=samples, seed=seed)
