@@ -25,6 +25,10 @@ case "$corpus" in
     ;;
   *) echo "$0: --corpus must be mini or $corpus_name, got '$corpus'" >&2; exit 2 ;;
 esac
+case "$size" in
+  tiny|full) ;;
+  *) echo "$0: --size must be auto, tiny or full, got '$size'" >&2; exit 2 ;;
+esac
 if [ "$jobs" != auto ] && ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
   echo "$0: --jobs must be auto or a positive number, got '$jobs'" >&2; exit 2
 fi

@@ -266,3 +266,11 @@ def test_bad_jobs_values_are_errors(recipe, value):
     done, events = run(recipe, "--jobs", value)
     assert done.returncode == 2 and f"--jobs must be auto or a positive number, got '{value}'" in done.stderr
     assert events == []
+
+
+@pytest.mark.parametrize("value", ["small", "Tiny", ""])
+def test_bad_size_values_are_errors(recipe, value):
+    """--size full used to be whatever was not tiny: a typo trained the published model size."""
+    done, events = run(recipe, "--size", value)
+    assert done.returncode == 2 and f"--size must be auto, tiny or full, got '{value}'" in done.stderr
+    assert events == []
