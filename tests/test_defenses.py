@@ -510,6 +510,24 @@ def test_synthesis_makes_a_diverged_item_silence_and_records_it(recipe, tmp_path
     assert json.loads((tmp_path / "out" / "synthesis.json").read_text())["nonfinite_utts"] == ["b"]
 
 
+def test_synthesize_command_warns_of_a_diverged_synthesis(dual, tmp_path, capsys):
+    """`holdtts synthesize` says on stderr which outputs are silence because the sampler diverged."""
+    real_synthesize = DualGradTTS.synthesize
+
+    def diverging(self, tokens, lengths, **kwargs):
+        mels, frames = real_synthesize(self, tokens, lengths, **kwargs)
+        return torch.full_like(mels, float("inf")), frames
+
+    out = tmp_path / "syn"
+    with mock.patch.object(DualGradTTS, "synthesize", diverging):
+        main(["synthesize", "--model", str(dual[0]), "--text", "Item two.", "--text", "Item one.", "--out-dir",
+              str(out), "--device", "cpu", "--steps", "2"])
+    stderr = capsys.readouterr().err
+    assert "warning: 2 synthesis(es) diverged" in stderr and "utt00001, utt00002" in stderr
+    assert json.loads((out / "synthesis.json").read_text())["nonfinite_utts"] == ["utt00001", "utt00002"]
+    assert np.all(np.load(out / "utt00001.npy") == np.float32(np.log(1e-5)))
+
+
 def test_black_box_scores_do_not_depend_on_batching(recipe, dual):
     model = load_model(dual[0])
     store = FeatureStore(recipe / "dump")
