@@ -1,4 +1,5 @@
 """The training loop: checkpoints, exact resume (also after kill -9), signals, config checks, DDP."""
+import io
 import json
 import os
 import signal
@@ -7,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from holdtts.errors import ConfigError
@@ -250,3 +253,28 @@ def test_non_finite_steps_are_skipped_without_touching_the_weights(mini_recipe, 
     with pytest.raises(HoldttsError, match="10 consecutive non-finite steps"):
         always(tiny_config("vp", "train.max_steps=20"), tmp_path / "b", mini_recipe / "data",
                mini_recipe / "dump", device="cpu", progress_bar=False).run()
+
+
+def test_a_diverged_tensorboard_sample_is_drawn_as_silence(mini_recipe, tmp_path, caplog, monkeypatch, recwarn):
+    """The TensorBoard sample follows the one rule for a diverged synthesis (holdtts.data.mel.silence_nonfinite):
+    its mel and Griffin-Lim audio are silence, not NaN, and the log says so."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from holdtts.models.tts import GradTTS
+
+    real = GradTTS.synthesize
+
+    def diverging(self, tokens, lengths, **kwargs):
+        mels, frames = real(self, tokens, lengths, **kwargs)
+        return mels * float("nan"), frames
+
+    monkeypatch.setattr(GradTTS, "synthesize", diverging)
+    exp = tmp_path / "vp"
+    train(mini_recipe, exp, "vp", "train.max_steps=2", "train.sample_every=2")
+    assert "the TensorBoard sample at step 2 diverged" in caplog.text
+    events = EventAccumulator(str(exp / "tensorboard"), size_guidance={"audio": 0, "images": 0}).Reload()
+    assert events.Tags()["images"] == ["samples/mel"]
+    (clip,) = events.Audio("samples/audio_griffin_lim")
+    assert not [w for w in recwarn if "invalid value" in str(w.message)]  # NaN audio was cast to int16
+    audio, _ = soundfile.read(io.BytesIO(clip.encoded_audio_string))
+    assert len(audio) > 0 and np.abs(audio).max() < 0.01  # Griffin-Lim of the log floor: near silence

@@ -29,6 +29,7 @@ from torch import nn
 import holdtts
 from holdtts.config import SystemConfig, config_from_dict, config_to_dict, dump_config
 from holdtts.data.dataset import Batch, BucketedBatches, FeatureStore, collate, load_split
+from holdtts.data.mel import silence_nonfinite
 from holdtts.data.speaker_map import check_checkpoint_speakers, training_speaker_map
 from holdtts.data.splits import member_checksum
 from holdtts.errors import ConfigError, HoldttsError
@@ -320,6 +321,10 @@ class Trainer(TrainingLoop):
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
         mels, lengths = self.ema.model.synthesize(batch.tokens, batch.token_lengths, generator=generator,
                                                   speakers=batch.speakers)
+        mels, failed = silence_nonfinite(mels, lengths)  # the one rule for a diverged synthesis: silence
+        if bool(failed[0]):
+            log.warning("the TensorBoard sample at step %d diverged (NaN or infinite values): drawn as silence",
+                        self.state.step)
         generated = mels[0, :, : int(lengths[0])].float().cpu()
         target = batch.mels[0, :, : int(batch.mel_lengths[0])].float().cpu()
         fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
