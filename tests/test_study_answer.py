@@ -30,7 +30,12 @@ Held-out AUROC, see [how to read this](#how-to-read-this).
 
 ### At the pre-registered cells
 
-cells
+cells of `../../docs/study/preregistered.json`, not a link: `[code](y.md)`
+
+```
+## not a heading
+[fenced](z.md)
+```
 
 ## Does each model leak at all?
 
@@ -94,6 +99,8 @@ def test_the_answer_is_copied_between_the_markers_and_checked(tmp_path, capsys):
     assert "[the rows](study/main/models/vp/train_log.jsonl)" in block
     assert "[how to read this](study/main/report.md#how-to-read-this)" in block  # the report's own anchor
     assert "[the paper](https://example.org/x#y)" in block
+    assert "cells of `../../docs/study/preregistered.json`" in block and "not a link: `[code](y.md)`" in block
+    assert "```\n## not a heading\n[fenced](z.md)\n```" in block  # fenced code as it is
     assert study_answer.main([*argv, "--check"]) == 0
     assert study_answer.main(argv) == 0 and page.read_text() == text  # writing again changes nothing
     Path(argv[1]).write_text(REPORT.replace("-0.100", "-0.090"))
@@ -120,3 +127,16 @@ def test_the_committed_study_page_holds_the_committed_reports_answer():
     if study_answer.BEGIN not in page:
         pytest.skip("docs/study.md has no answer block yet (the main study is not finished)")
     assert study_answer.main(["--check"]) == 0
+
+
+def test_the_copied_titles_are_the_ones_the_report_writes():
+    """The script finds sections by title: a renamed section in holdtts.report would leave it finding none."""
+    import inspect
+
+    from holdtts.report import markdown
+
+    source = inspect.getsource(markdown)
+    for title in study_answer.SECTIONS:
+        assert f'"## {title}\\n"' in source, title
+    titles = {title for title, _ in markdown.FIGURE_CAPTIONS.values()}
+    assert set(study_answer.FIGURES) <= titles

@@ -105,8 +105,8 @@ def silence_nonfinite(log_mels: torch.Tensor, lengths: torch.Tensor | None = Non
     bool [B] marking the items whose frames (their first `lengths[b]`, or all) held such a value.
 
     The fill is log(LOG_FLOOR) in the mels' dtype (synthesis runs in float32). One rule for every consumer
-    of synthesized mels (the black-box attack, the quality evaluation, the synthesize command), applied to
-    every system alike; finite mels are returned unchanged (bit for bit).
+    of synthesized mels (the black-box attack, the quality evaluation, the synthesize command, the trainer's
+    TensorBoard sample), applied to every system alike; finite mels are returned unchanged (bit for bit).
     """
     bad = ~torch.isfinite(log_mels)
     if lengths is not None:

@@ -872,6 +872,10 @@ def _figures(summary: dict) -> str:
     if not summary["figures"]:
         return "No figure: no attack rows, t grids, quality results or training-time attacks to draw.\n"
     parts = []
+    missing = [f"{s}/{run}" for s, info in summary["systems"].items() for run, r in info["attack_runs"].items()
+               if r["rows"] is None]
+    if missing:  # before the subsections, so that it is not read as the last figure's
+        parts.append(f"No rows.tsv (no ROC curve, AUROCs not re-checked) for: {', '.join(missing)}.\n")
     for name, file in summary["figures"].items():
         title, caption = FIGURE_CAPTIONS[name]
         extra = ""
@@ -882,10 +886,6 @@ def _figures(summary: dict) -> str:
         parts.append(f"### {title}\n\n![{title}]({file})\n\n{caption}\n")
         if extra:
             parts.append(extra)
-    missing = [f"{s}/{run}" for s, info in summary["systems"].items() for run, r in info["attack_runs"].items()
-               if r["rows"] is None]
-    if missing:
-        parts.append(f"No rows.tsv (no ROC curve, AUROCs not re-checked) for: {', '.join(missing)}.\n")
     return "\n".join(parts)
 
 

@@ -206,5 +206,9 @@ stage_always=1 run_stage 8 report holdtts report --exp-dir "$work/exp" --data-di
   --systems "$(echo $names | tr ' ' ',')" --out-dir "$work/report" --overwrite "${preregistered[@]}"
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   python local/study_results.py --work-dir "$work" --results-dir "$results"
+  # the page's answer block (once its prose has the markers) follows the committed report
+  if grep -q "study_answer.py begin" "$results/../study.md" 2>/dev/null; then
+    python local/study_answer.py --report "$results/main/report.md" --page "$results/../study.md"
+  fi
 fi
 log "study finished (stages $stage to $stop_stage); report: $work/report/report.md, results: $results"

@@ -36,9 +36,10 @@ class AnswerError(Exception):
 def split_sections(text: str, level: int) -> dict[str, str]:
     """Heading title -> the section's text (its heading line included) for headings of exactly `level`."""
     mark = "#" * level + " "
-    sections, title, lines = {}, None, []
+    sections, title, lines, fenced = {}, None, [], False
     for line in text.splitlines(keepends=True):
-        if line.startswith(mark):
+        fenced ^= line.startswith("```")
+        if line.startswith(mark) and not fenced:
             if title is not None:
                 sections[title] = "".join(lines)
             title, lines = line[len(mark):].strip(), [line]
@@ -49,9 +50,10 @@ def split_sections(text: str, level: int) -> dict[str, str]:
     return sections
 
 
-def relink(text: str, report: Path, page: Path) -> str:
-    """Markdown link and image targets of the report, made to resolve from the page: a relative file
-    against the report's folder, an anchor of the report's own against the report file."""
+def relink(line: str, report: Path, page: Path) -> str:
+    """Markdown link and image targets of a line of the report, made to resolve from the page: a relative
+    file against the report's folder, an anchor of the report's own against the report file. Inline code
+    (between backticks) is left as it is."""
     def target(match: re.Match) -> str:
         label, href = match.groups()
         if re.match(r"^[a-z]+:", href) or href.startswith("/"):
@@ -60,7 +62,20 @@ def relink(text: str, report: Path, page: Path) -> str:
         base = report if not path else report.parent / path
         new = Path(os.path.relpath(base, page.parent)).as_posix()
         return f"{label}({new}{'#' + anchor if anchor else ''})"
-    return LINK.sub(target, text)
+    pieces = line.split("`")
+    return "`".join(LINK.sub(target, piece) if i % 2 == 0 else piece for i, piece in enumerate(pieces))
+
+
+def for_the_page(section: str, report: Path, page: Path) -> str:
+    """A report section as the page shows it: headings one level down, links relinked; fenced code as it is."""
+    out, fenced = [], False
+    for line in section.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            line = relink("#" + line if re.match(r"#+ ", line) else line, report, page)
+        out.append(line)
+    return "\n".join(out)
 
 
 def answer_block(report: Path, page: Path) -> str:
@@ -73,8 +88,7 @@ def answer_block(report: Path, page: Path) -> str:
     for title, found in [*((t, top.get(t)) for t in SECTIONS), *((t, figures.get(t)) for t in FIGURES)]:
         if found is None:
             raise AnswerError(f"{report}: no section '{title}' (a report of an older holdtts, or of too few models)")
-        demoted = re.sub(r"^(#+) ", r"#\1 ", found, flags=re.M)
-        parts.append(relink(demoted.rstrip("\n"), report, page))
+        parts.append(for_the_page(found.rstrip("\n"), report, page))
     source = Path(os.path.relpath(report, page.parent)).as_posix()
     return (f"{BEGIN}\n*From [the study's report]({source}), copied by `egs/ljspeech/local/study_answer.py`; "
             "every number recomputes from the committed rows.*\n\n" + "\n\n".join(parts) + f"\n{END}")
@@ -108,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.page}: the answer block is the report's")
         return 0
-    write_text_atomic(args.page, page_text[:begin] + block + page_text[end:])
+    try:
+        write_text_atomic(args.page, page_text[:begin] + block + page_text[end:])
+    except OSError as err:
+        print(f"study_answer.py: {args.page}: {err}", file=sys.stderr)
+        return 2
     print(f"wrote the answer of {args.report} into {args.page}")
     return 0
 
