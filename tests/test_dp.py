@@ -325,6 +325,25 @@ def test_physical_chunks_make_the_same_step_as_the_whole_batch(short_recipe, tmp
                                    msg=lambda m, name=name: f"{name}: {m}")  # what Adam receives
 
 
+def test_non_finite_utterance_gradients_are_counted_in_the_summary(short_recipe, tmp_path):
+    """An utterance whose own gradient is non-finite contributes zero (the step still runs, noised and
+    accounted); train_summary.json says how many there were, across a resume."""
+    trainer = make_dp_trainer(short_recipe, tmp_path / "a", "dp.noise_multiplier=1.0", "dp.accountant=rdp",
+                              "train.max_steps=4")
+    real = trainer.step_losses
+
+    def one_nan(batch):
+        terms = real(batch)
+        terms["diffusion"] = terms["diffusion"] * torch.tensor([float("nan")] + [1.0] * (len(batch) - 1))
+        return terms
+
+    trainer.step_losses = one_nan
+    assert trainer.train_step(trainer.batches.batch(0, 0, [0, 2, 3])) is not None
+    assert trainer.state.nonfinite_utt_gradients == 1 and trainer.state.skipped_steps == 0
+    assert trainer.summary(stopped=True)["dp"]["nonfinite_utt_gradients"] == 1
+    assert trainer.checkpoint_state()["progress"]["nonfinite_utt_gradients"] == 1  # resumed with the rest
+
+
 def test_an_empty_poisson_batch_is_a_noisy_accounted_step(short_recipe, tmp_path):
     trainer = make_dp_trainer(short_recipe, tmp_path / "empty", "dp.noise_multiplier=1.0", "dp.accountant=rdp",
                               "train.max_steps=4")
@@ -368,6 +387,7 @@ def test_a_dp_run_reaches_its_budget_and_reports_it(whole_run):
     assert privacy["covers"] == COVERS and privacy["accountant"] == "rdp" and privacy["target_epsilon"] == 8
     assert privacy["auroc_bound"] == pytest.approx(membership_auroc_bound(privacy["epsilon"], 1 / 8))
     assert summary["dp"]["epsilon"] == privacy["epsilon"]
+    assert summary["dp"]["nonfinite_utt_gradients"] == 0 and summary["skipped_steps"] == 0
     logged = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
     epsilons = [r["privacy/epsilon"] for r in logged]
     assert len(epsilons) == 4 and all(a < b for a, b in zip(epsilons, epsilons[1:]))

@@ -242,7 +242,8 @@ def test_non_finite_steps_are_skipped_without_touching_the_weights(mini_recipe, 
     faulty = type("Faulty", (_Faulty,), {"nan_loss": {2}, "inf_grad": {3}})
     summary = faulty(tiny_config("vp", "train.max_steps=6"), tmp_path / "a", mini_recipe / "data",
                      mini_recipe / "dump", device="cpu", progress_bar=False).run()
-    assert summary["finished"]
+    assert summary["finished"] and summary["skipped_steps"] == 2
+    assert json.loads((tmp_path / "a" / "train_summary.json").read_text())["skipped_steps"] == 2
     assert "non-finite loss (nan)" in caplog.text and "non-finite gradient norm (inf)" in caplog.text
     state = final_state(tmp_path / "a")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -278,3 +279,18 @@ def test_a_diverged_tensorboard_sample_is_drawn_as_silence(mini_recipe, tmp_path
     assert not [w for w in recwarn if "invalid value" in str(w.message)]  # NaN audio was cast to int16
     audio, _ = soundfile.read(io.BytesIO(clip.encoded_audio_string))
     assert len(audio) > 0 and np.abs(audio).max() < 0.01  # Griffin-Lim of the log floor: near silence
+
+
+def test_a_checkpoint_without_the_skipped_step_counters_resumes(mini_recipe, tmp_path):
+    """Checkpoints written before holdtts counted skipped steps resume, counting from 0."""
+    from holdtts.utils.checkpoint import latest_checkpoint
+
+    exp = tmp_path / "vp"
+    train(mini_recipe, exp, "vp", "train.max_steps=2")
+    path = latest_checkpoint(exp)
+    state = torch.load(path, weights_only=True)
+    for key in ("skipped_steps", "nonfinite_utt_gradients"):
+        del state["progress"][key]
+    torch.save(state, path)
+    summary = train(mini_recipe, exp, "vp", "train.max_steps=4")
+    assert summary["step"] == 4 and summary["skipped_steps"] == 0

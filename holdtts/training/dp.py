@@ -446,6 +446,7 @@ class DPTrainer(Trainer):
         finite = norms[torch.isfinite(norms)]
         non_finite = len(norms) - len(finite)
         if non_finite:
+            self.state.nonfinite_utt_gradients += non_finite
             log.warning("step %d: %d of %d utterances had a non-finite gradient and contribute zero (%s)",
                         self.state.step, non_finite, len(batch), ", ".join(batch.utt_ids))
         self._bad_steps = self._bad_steps + 1 if non_finite == len(batch) else 0
@@ -517,5 +518,6 @@ class DPTrainer(Trainer):
         epsilon = self.epsilon()
         out["dp"] = {"epsilon": epsilon if math.isfinite(epsilon) else None, "delta": self.delta,
                      "noise_multiplier": self.noise_multiplier, "max_grad_norm": self.cfg.dp.max_grad_norm,
-                     "sample_rate": self.sample_rate, "accountant": self.cfg.dp.accountant, "covers": COVERS}
+                     "sample_rate": self.sample_rate, "accountant": self.cfg.dp.accountant, "covers": COVERS,
+                     "nonfinite_utt_gradients": self.state.nonfinite_utt_gradients}
         return out

@@ -98,6 +98,10 @@ class Progress:
     batch_in_epoch: int = 0  # the next batch of `epoch` to train on
     elapsed: float = 0.0  # training seconds over all sessions
     utts: int = 0  # utterances (or audio segments) seen over all ranks
+    # steps skipped for a non-finite loss or gradient, and (DP-SGD) utterances whose own gradient was
+    # non-finite and counted as zero; a checkpoint written before holdtts counted them resumes them from 0
+    skipped_steps: int = 0
+    nonfinite_utt_gradients: int = 0
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -157,6 +161,7 @@ class TrainingLoop:
             "step": self.state.step,
             "epoch": self.state.epoch,
             "train_seconds": round(self.state.elapsed, 2),
+            "skipped_steps": self.state.skipped_steps,
             "world_size": self.dist.world_size,
             "device": str(self.device),
             "checkpoint": str(latest_checkpoint(self.exp_dir)),

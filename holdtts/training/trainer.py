@@ -269,6 +269,7 @@ class Trainer(TrainingLoop):
 
     def _bad_step(self, what: str, batch: Batch) -> None:
         self._bad_steps += 1
+        self.state.skipped_steps += 1
         log.warning("step %d: %s on %s; step skipped", self.state.step, what, ", ".join(batch.utt_ids))
         if self._bad_steps >= MAX_BAD_STEPS:
             raise HoldttsError(f"{MAX_BAD_STEPS} consecutive non-finite steps at step {self.state.step}: "

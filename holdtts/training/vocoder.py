@@ -410,6 +410,7 @@ class VocoderTrainer(TrainingLoop):
         if torch.isfinite(loss):
             return True
         self._bad_steps += 1
+        self.state.skipped_steps += 1
         log.warning("step %d: non-finite %s loss (%s); step skipped", self.state.step, which, loss.item())
         if self._bad_steps >= MAX_BAD_STEPS:
             raise HoldttsError(f"{MAX_BAD_STEPS} consecutive non-finite losses at step {self.state.step}: "
