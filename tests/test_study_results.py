@@ -213,6 +213,11 @@ def test_the_wall_time_table_adds_each_part_and_says_what_was_not_recorded(tmp_p
     assert rows[3] == "| hold2 | 60 | not recorded | not recorded | not recorded | not recorded | 11 |"
     assert rows[4] == "| vp | 50 | not recorded | 2 | not recorded | not recorded | - |"
     assert rows[5] == "| **sum (models recorded)** | 330 (3) | 15 (1) | 32 (2) | 40 (1) | 7 (1) | 11 (1) |"
+    _write(models / "hold2.seed2" / "train_summary.json", {"train_seconds": 180.0})
+    spans = study_times.ranges(models).splitlines()
+    assert spans[2] == "| order 1 (vp) | 1-1 (1) | - | 0-0 (1) | - | - | - |"
+    assert spans[3] == "| HOLD++ | 1-3 (2) | - | - | - | - | 0-0 (1) |"
+    assert spans[4] == "| DualMD (two teachers) | 4-4 (1) | 0-0 (1) | 0-0 (1) | 1-1 (1) | 0-0 (1) | - |"
     (models / "hold2" / "evaluate_own" / "quality.json").unlink()
     assert study_times.model_times(models / "hold2")["own-sampler quality"] is None
 

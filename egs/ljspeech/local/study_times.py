@@ -3,6 +3,9 @@
 
     local/study_times.py [--models ../../docs/study/main/models] > table.md
 
+It prints the table of seconds per model and part, then the smallest and largest minutes per kind of
+system and part (the ranges docs/study.md quotes).
+
 Per model (DualMD: both teachers added):
 - training: the seconds spent in optimizer steps (train_summary.json), and the seconds the in-training
   attacks added (`time/attack_seconds` in train_log.jsonl; recorded since sitting 8);
@@ -21,12 +24,17 @@ import argparse
 import json
 from pathlib import Path
 
+from holdtts.report.collect import system_and_seed
 from holdtts.utils.fileio import read_json
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "docs" / "study" / "main" / "models"
 COLUMNS = ("training steps", "in-training attacks", "white-box attacks", "black-box attack", "quality",
            "own-sampler quality")
 ABSENT = "-"  # a part the model has no stage for (not counted in the sums)
+# the kinds of system whose parts cost alike, for the ranges table
+KINDS = {"vp": "order 1 (vp)", "hold2": "HOLD++", "hold3": "HOLD++", "hold4": "HOLD++",
+         "dualmd": "DualMD (two teachers)", "dualmd_hold3": "DualMD (two teachers)", "distillmd": "DistillMD student",
+         "distillmd_hold3": "DistillMD student", "vp_dp": "DP-SGD", "vp_dp_eps1": "DP-SGD"}
 
 
 def _json(path: Path) -> dict | None:
@@ -96,11 +104,34 @@ def table(models: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ranges(models: Path) -> str:
+    """Per kind of system and part: the smallest and largest recorded time in minutes, and how many models."""
+    spans: dict[str, dict[str, list[float]]] = {}
+    for model in sorted(p for p in models.iterdir() if p.is_dir()):
+        kind = KINDS.get(system_and_seed(model.name)[0], "other")
+        for column, value in model_times(model).items():
+            if isinstance(value, float):
+                spans.setdefault(kind, {}).setdefault(column, []).append(value / 60)
+    lines = ["| kind of system | " + " | ".join(f"{c} (min)" for c in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 1) + "|"]
+    for kind in dict.fromkeys([*KINDS.values(), "other"]):
+        if kind not in spans:
+            continue
+        cells = []
+        for column in COLUMNS:
+            found = spans[kind].get(column)
+            cells.append(ABSENT if not found else f"{min(found):.0f}-{max(found):.0f} ({len(found)})")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="the saved models' folder")
     args = parser.parse_args()
-    print(table(args.models), end="")
+    print(table(args.models))
+    print("Smallest-largest minutes per kind of system (models recorded):\n")
+    print(ranges(args.models), end="")
 
 
 if __name__ == "__main__":
